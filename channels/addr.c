@@ -1,0 +1,220 @@
+/* addr.c -- one address string, the family follows from it.
+ *
+ * "1.2.3.4:80" and "[::1]:80" are numeric; ":80" and "*:80" mean every
+ * interface (IPv6 any, dual-stack where the system allows); "unix:/path"
+ * is a Unix path and "unix:@name" a Linux abstract socket, whose length is
+ * exactly offsetof(sun_path) + 1 + strlen(name), as ss -x and others expect.
+ * Anything else with a port is a host name for the resolver.  Malformed
+ * strings are -EINVAL, decided here once for every channel kind.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "channels-internal.h"
+
+static int parse_unix(pants_addr_t *a, const char *path)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)&a->ss;
+    size_t n = strlen(path);
+    bool abstract = path[0] == '@';
+
+    if (n == 0 || (abstract && n == 1) || n >= sizeof(sun->sun_path))
+        return -EINVAL;
+    memset(a, 0, sizeof(*a));
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, n);
+    if (abstract)
+        sun->sun_path[0] = '\0';
+    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 0 : 1));
+    return 0;
+}
+
+/* "0".."65535", digits only. */
+static int parse_port(const char *s, uint16_t *port)
+{
+    unsigned long v = 0;
+
+    if (*s == '\0' || strlen(s) > 5)
+        return -EINVAL;
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return -EINVAL;
+        v = v * 10 + (unsigned long)(*p - '0');
+    }
+    if (v > 65535)
+        return -EINVAL;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static void set_inet(pants_addr_t *a, const struct in_addr *ip, uint16_t port)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+
+    memset(a, 0, sizeof(*a));
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    sin->sin_addr = *ip;
+    a->len = sizeof(*sin);
+}
+
+static void set_inet6(pants_addr_t *a, const struct in6_addr *ip, uint16_t port)
+{
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+
+    memset(a, 0, sizeof(*a));
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    sin6->sin6_addr = *ip;
+    a->len = sizeof(*sin6);
+}
+
+/* A host name: letters, digits, '-', '.', '_', at most 253 characters. */
+static bool is_host_name(const char *h, size_t n)
+{
+    if (n == 0 || n > 253 || h[0] == '.' || h[0] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (!isalnum(c) && c != '-' && c != '.' && c != '_')
+            return false;
+    }
+    return true;
+}
+
+/* "[v6]:port" */
+static int split_bracketed(const char *address, pants_addr_t *a)
+{
+    const char *close = strchr(address, ']');
+    char ip[INET6_ADDRSTRLEN + 1];
+    struct in6_addr in6;
+    uint16_t port;
+    size_t n;
+
+    if (close == NULL || close[1] != ':')
+        return -EINVAL;
+    n = (size_t)(close - address - 1);
+    if (n == 0 || n >= sizeof(ip))
+        return -EINVAL;
+    memcpy(ip, address + 1, n);
+    ip[n] = '\0';
+    if (inet_pton(AF_INET6, ip, &in6) != 1 || parse_port(close + 2, &port) < 0)
+        return -EINVAL;
+    set_inet6(a, &in6, port);
+    return 0;
+}
+
+int pants__addr_split(const char *address, bool allow_any, pants_addr_t *a, char host[PANTS__HOST_MAX],
+                      uint16_t *port)
+{
+    const char *colon;
+    struct in_addr in4;
+    size_t n;
+
+    if (address == NULL || a == NULL)
+        return -EINVAL;
+    if (strncmp(address, "unix:", 5) == 0)
+        return parse_unix(a, address + 5);
+    if (address[0] == '[')
+        return split_bracketed(address, a);
+    colon = strrchr(address, ':');
+    if (colon == NULL || strchr(address, ':') != colon || parse_port(colon + 1, port) < 0)
+        return -EINVAL;
+    n = (size_t)(colon - address);
+    if (n == 0 || (n == 1 && address[0] == '*')) {
+        if (!allow_any)
+            return -EINVAL;
+        set_inet6(a, &in6addr_any, *port);
+        return 0;
+    }
+    if (n >= PANTS__HOST_MAX || !is_host_name(address, n))
+        return -EINVAL;
+    memcpy(host, address, n);
+    host[n] = '\0';
+    if (inet_pton(AF_INET, host, &in4) == 1) {
+        set_inet(a, &in4, *port);
+        return 0;
+    }
+    /* All digits and dots but not an IPv4 address: malformed, not a name. */
+    if (strspn(host, "0123456789.") == n)
+        return -EINVAL;
+    return 1;
+}
+
+int pants_addr_parse(pants_addr_t *a, const char *address)
+{
+    char host[PANTS__HOST_MAX];
+    uint16_t port;
+    int rc = pants__addr_split(address, true, a, host, &port);
+
+    return rc == 1 ? -EINVAL : rc;
+}
+
+static int format_unix(const pants_addr_t *a, char *buf, size_t len)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    size_t n = a->len > off ? a->len - off : 0;
+    int w;
+
+    if (n > 0 && sun->sun_path[0] == '\0')
+        w = snprintf(buf, len, "unix:@%.*s", (int)(n - 1), sun->sun_path + 1);
+    else
+        w = snprintf(buf, len, "unix:%.*s", (int)strnlen(sun->sun_path, n), sun->sun_path);
+    return w < 0 || (size_t)w >= len ? -ENOSPC : 0;
+}
+
+int pants_addr_format(const pants_addr_t *a, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    int w;
+
+    if (a == NULL || buf == NULL)
+        return -EINVAL;
+    if (len > 0)
+        buf[0] = '\0';
+    switch (a->ss.ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+        w = snprintf(buf, len, "%s:%u", ip, ntohs(sin->sin_port));
+        break;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+        w = snprintf(buf, len, "[%s]:%u", ip, ntohs(sin6->sin6_port));
+        break;
+    }
+    case AF_UNIX:
+        return format_unix(a, buf, len);
+    default:
+        return -EAFNOSUPPORT;
+    }
+    return w < 0 || (size_t)w >= len ? -ENOSPC : 0;
+}
+
+int pants__addr_of_fd(int fd, bool peer, pants_addr_t *a)
+{
+    int rc;
+
+    if (a == NULL)
+        return -EINVAL;
+    if (fd < 0)
+        return -ENOTCONN;
+    memset(a, 0, sizeof(*a));
+    a->len = sizeof(a->ss);
+    if (peer)
+        rc = getpeername(fd, (struct sockaddr *)&a->ss, &a->len);
+    else
+        rc = getsockname(fd, (struct sockaddr *)&a->ss, &a->len);
+    return rc == 0 ? 0 : -errno;
+}

@@ -1,0 +1,69 @@
+/* channels-internal.h -- what the channel files share: address parsing,
+ * the per-loop resolver, and the hooks between servers and their
+ * connections.
+ *
+ * Threads: functions here run on the loop that owns the object they are
+ * given, unless their comment says otherwise.
+ */
+#ifndef PANTS_CHANNELS_INTERNAL_H
+#define PANTS_CHANNELS_INTERNAL_H
+
+#include <stdint.h>
+
+#include "engine-internal.h"
+#include "framer-internal.h"
+
+#define PANTS__HOST_MAX 256 /* longest host name plus NUL */
+
+/* ---- addr.c ------------------------------------------------------------- */
+
+/* Split "host:port", "[v6]:port", ":port", "*:port", "unix:..." (allow_any:
+ * the every-interface forms are accepted).  Returns 0 with *a filled for a
+ * numeric or Unix address, 1 with host/port filled for a name to resolve,
+ * -EINVAL for a malformed string.  Any thread. */
+int pants__addr_split(const char *address, bool allow_any, pants_addr_t *a, char host[PANTS__HOST_MAX],
+                      uint16_t *port);
+
+/* Fill a from getsockname/getpeername of fd.  0 or a negative errno. */
+int pants__addr_of_fd(int fd, bool peer, pants_addr_t *a);
+
+/* ---- resolve.c ---------------------------------------------------------- */
+
+typedef struct pants__resolve_s pants__resolve_t;
+
+/* err 0: addrs[0..n) in preference order (the array is the callee's, valid
+ * during the call); else a PANTS_EAI_* code. */
+typedef void (*pants__resolve_cb)(int err, const pants_addr_t *addrs, size_t n, void *arg);
+
+/* Resolve host for port on loop l without blocking (hosts file first); cb
+ * runs later from l, never inside this call.  NULL with errno on failure. */
+pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16_t port, int socktype,
+                                       pants__resolve_cb cb, void *arg);
+
+/* Cancel a lookup in flight: cb will not run. */
+void pants__resolve_cancel(pants__resolve_t *r);
+
+/* ---- stream.c / server.c ------------------------------------------------ */
+
+/* Make a stream for an accepted connection fd on l, on l's thread; runs
+ * on_accept and on_connect.  Closes fd on failure. */
+void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd);
+
+/* Run srv's on_accept for the new connection s (on s's loop). */
+void pants__server_accepted(pants_server_t *srv, pants_stream_t *s);
+
+/* A connection of srv closed for good (on its loop): srv's bookkeeping. */
+void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s);
+
+/* Link s into srv's list of connections on s's loop. */
+void pants__server_conn_opened(pants_server_t *srv, pants_stream_t *s);
+
+/* The server's per-connection callbacks (copied at pants_server_new). */
+const pants_stream_callbacks_t *pants__server_conn_callbacks(const pants_server_t *srv);
+
+/* Stream list links used by server.c (stream.c keeps them opaque). */
+pants_stream_t **pants__stream_srv_next(pants_stream_t *s);
+pants_stream_t **pants__stream_srv_prev(pants_stream_t *s);
+bool pants__stream_is_open(const pants_stream_t *s);
+
+#endif /* PANTS_CHANNELS_INTERNAL_H */

@@ -1,0 +1,647 @@
+/* server.c -- listening stream sockets, owned by the engine's acceptor.
+ *
+ * pants_server_listen binds on the calling thread, so its errors come back
+ * from the call; the socket is then watched by the acceptor loop.  The
+ * acceptor accepts until EAGAIN and hands every new socket to the next
+ * worker round-robin through that worker's task queue; the stream is made
+ * there (pants__stream_adopt), where on_accept and on_connect run.  Running
+ * out of descriptors is reported once and accepting pauses briefly, so the
+ * acceptor never spins.
+ *
+ * A server lives until its listener is closed and its last connection has
+ * closed; then on_close runs on the acceptor and its memory goes with the
+ * last reference (connections and tasks in flight hold one each).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "channels-internal.h"
+
+#define DEFAULT_BACKLOG 1024
+#define ACCEPTS_PER_WAKEUP 256
+#define EMFILE_BACKOFF_MS 100
+
+enum server_deferred {
+    D_LISTENED = 1, /* run on_listen */
+    D_FINISH = 2,   /* run on_close, release */
+};
+
+struct pants_server_s {
+    pants__handle_t handle;            /* on the acceptor's list (active) */
+    pants_engine_t *engine;            /* owner */
+    int refs;                          /* references (atomic) */
+    pants_server_callbacks_t cb;       /* the application's callbacks */
+    pants_stream_callbacks_t conn_cb;  /* given to every connection */
+    void *data;                        /* the application's pointer */
+    pthread_mutex_t mu;                /* guards fd, bound, closing between threads */
+    int fd;                            /* listening socket, or -1 */
+    bool bound;                        /* listen succeeded once */
+    bool closing;                      /* close asked: no more accepts */
+    bool finished;                     /* on_close ran or is about to */
+    bool armed;                        /* listen_ev is added */
+    bool emfile_reported;              /* on_error told of this shortage */
+    char *unix_path;                   /* socket file to remove, or NULL */
+    dev_t unix_dev;                    /* its identity, to remove only ours */
+    ino_t unix_ino;
+    struct event listen_ev;            /* fd readable: accept */
+    struct event backoff_ev;           /* resume accepting after EMFILE */
+    struct event defer_ev;             /* deferred callbacks */
+    unsigned deferred;                 /* enum server_deferred bits */
+    size_t conns;                      /* open connections (atomic) */
+    pants_stream_t **heads;            /* per worker: its connections */
+};
+
+static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
+
+/* ---- References --------------------------------------------------------- */
+
+static void server_free(pants_server_t *srv)
+{
+    pthread_mutex_destroy(&srv->mu);
+    free(srv->unix_path);
+    free(srv->heads);
+    free(srv);
+    pants__live_add(-1);
+}
+
+static void server_ref(pants_server_t *srv)
+{
+    __atomic_add_fetch(&srv->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void free_task(void *a, void *b, uintptr_t c)
+{
+    (void)b;
+    (void)c;
+    server_free(a);
+}
+
+static void server_unref(pants_server_t *srv)
+{
+    pants_loop_t *acceptor = srv->engine->acceptor;
+
+    if (__atomic_sub_fetch(&srv->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (pants__loop_is_current(acceptor) || pants__loop_post(acceptor, free_task, srv, NULL, 0) < 0)
+        server_free(srv);
+}
+
+/* Post fn(srv, b, c) to l holding a reference for the task. */
+static int post_with_ref(pants_loop_t *l, pants__task_fn fn, pants_server_t *srv, void *b, uintptr_t c)
+{
+    int rc;
+
+    server_ref(srv);
+    rc = pants__loop_post(l, fn, srv, b, c);
+    if (rc < 0)
+        server_unref(srv);
+    return rc;
+}
+
+/* ---- Accessors ---------------------------------------------------------- */
+
+size_t pants_server_connections(const pants_server_t *srv)
+{
+    return srv ? __atomic_load_n(&srv->conns, __ATOMIC_RELAXED) : 0;
+}
+
+void *pants_server_data(const pants_server_t *srv)
+{
+    return srv ? srv->data : NULL;
+}
+
+pants_engine_t *pants_server_engine(const pants_server_t *srv)
+{
+    return srv ? srv->engine : NULL;
+}
+
+const pants_stream_callbacks_t *pants__server_conn_callbacks(const pants_server_t *srv)
+{
+    return &srv->conn_cb;
+}
+
+int pants_server_local_address(pants_server_t *srv, pants_addr_t *a)
+{
+    int rc;
+
+    if (srv == NULL || a == NULL)
+        return -EINVAL;
+    pthread_mutex_lock(&srv->mu);
+    rc = srv->fd >= 0 ? pants__addr_of_fd(srv->fd, false, a) : -ENOTCONN;
+    pthread_mutex_unlock(&srv->mu);
+    return rc;
+}
+
+/* ---- Connections -------------------------------------------------------- */
+
+void pants__server_conn_opened(pants_server_t *srv, pants_stream_t *s)
+{
+    unsigned i = pants_loop_index(pants_stream_loop(s));
+    pants_stream_t *head = srv->heads[i];
+
+    *pants__stream_srv_prev(s) = NULL;
+    *pants__stream_srv_next(s) = head;
+    if (head)
+        *pants__stream_srv_prev(head) = s;
+    srv->heads[i] = s;
+}
+
+static void check_finish_task(void *a, void *b, uintptr_t c);
+
+void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s)
+{
+    if (s != NULL) {
+        unsigned i = pants_loop_index(pants_stream_loop(s));
+        pants_stream_t *prev = *pants__stream_srv_prev(s), *next = *pants__stream_srv_next(s);
+        if (prev)
+            *pants__stream_srv_next(prev) = next;
+        else
+            srv->heads[i] = next;
+        if (next)
+            *pants__stream_srv_prev(next) = prev;
+    }
+    if (__atomic_sub_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL) == 0)
+        post_with_ref(srv->engine->acceptor, check_finish_task, srv, NULL, 0);
+    server_unref(srv);
+}
+
+void pants__server_accepted(pants_server_t *srv, pants_stream_t *s)
+{
+    if (srv->cb.on_accept)
+        srv->cb.on_accept(srv, s);
+}
+
+/* ---- Deferred callbacks, finishing -------------------------------------- */
+
+static void defer(pants_server_t *srv, unsigned what)
+{
+    srv->deferred |= what;
+    event_active(&srv->defer_ev, 0, 0);
+}
+
+static void server_on_deferred(evutil_socket_t fd, short what, void *arg)
+{
+    pants_server_t *srv = arg;
+    unsigned d = srv->deferred;
+
+    (void)fd;
+    (void)what;
+    srv->deferred = 0;
+    if ((d & D_LISTENED) && !srv->closing && srv->cb.on_listen)
+        srv->cb.on_listen(srv);
+    if (d & D_FINISH) {
+        if (srv->cb.on_close)
+            srv->cb.on_close(srv);
+        pants__handle_finish(&srv->handle);
+        server_unref(srv);
+    }
+}
+
+/* Closed and no connection left: on_close, from the acceptor's loop. */
+static void maybe_finish(pants_server_t *srv)
+{
+    if (!srv->closing || srv->finished || __atomic_load_n(&srv->conns, __ATOMIC_ACQUIRE) != 0)
+        return;
+    srv->finished = true;
+    srv->deferred &= ~(unsigned)D_LISTENED;
+    defer(srv, D_FINISH);
+}
+
+static void check_finish_task(void *a, void *b, uintptr_t c)
+{
+    (void)b;
+    (void)c;
+    maybe_finish(a);
+    server_unref(a);
+}
+
+/* ---- Accepting ---------------------------------------------------------- */
+
+static void on_backoff_over(evutil_socket_t fd, short what, void *arg)
+{
+    pants_server_t *srv = arg;
+
+    (void)fd;
+    (void)what;
+    if (!srv->closing && srv->armed)
+        event_add(&srv->listen_ev, NULL);
+}
+
+/* Out of descriptors or memory: tell once, pause accepting briefly. */
+static void accept_backoff(pants_server_t *srv, int err)
+{
+    struct timeval tv = {0, EMFILE_BACKOFF_MS * 1000};
+
+    event_del(&srv->listen_ev);
+    evtimer_add(&srv->backoff_ev, &tv);
+    if (srv->emfile_reported)
+        return;
+    srv->emfile_reported = true;
+    if (srv->cb.on_error)
+        srv->cb.on_error(srv, err);
+}
+
+static void adopt_task(void *a, void *b, uintptr_t c)
+{
+    pants__stream_adopt(b, a, (int)c);
+}
+
+/* Give fd to the next worker; the connection holds a server reference. */
+static void hand_off(pants_server_t *srv, int fd)
+{
+    pants_loop_t *l = pants_engine_next_loop(srv->engine);
+
+    __atomic_add_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL);
+    server_ref(srv);
+    if (pants__loop_post(l, adopt_task, srv, l, (uintptr_t)fd) < 0) {
+        close(fd);
+        pants__server_conn_closed(srv, NULL);
+    }
+}
+
+static void on_acceptable(evutil_socket_t lfd, short what, void *arg)
+{
+    pants_server_t *srv = arg;
+
+    (void)what;
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP && !srv->closing; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            srv->emfile_reported = false;
+            hand_off(srv, fd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            accept_backoff(srv, -errno);
+        else if (errno != EAGAIN && srv->cb.on_error)
+            srv->cb.on_error(srv, -errno);
+        return;
+    }
+}
+
+/* ---- Listening ---------------------------------------------------------- */
+
+/* Start watching the bound socket (acceptor thread, or before it runs). */
+static void arm(pants_server_t *srv)
+{
+    if (srv->closing || srv->armed)
+        return;
+    pants_loop_t *acceptor = srv->engine->acceptor;
+    event_assign(&srv->listen_ev, acceptor->base, srv->fd, EV_READ | EV_PERSIST, on_acceptable, srv);
+    event_add(&srv->listen_ev, NULL);
+    srv->armed = true;
+    defer(srv, D_LISTENED);
+}
+
+static void arm_task(void *a, void *b, uintptr_t c)
+{
+    (void)b;
+    (void)c;
+    arm(a);
+    server_unref(a);
+}
+
+static int listen_socket(int family, bool any)
+{
+    int one = 1, zero = 0;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    if (family != AF_UNIX) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* accepted sockets inherit it */
+    }
+    if (family == AF_INET6 && any)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    return fd;
+}
+
+/* A Unix path in use: replace it only if no one listens there any more. */
+static bool unix_path_is_stale(const pants_addr_t *a)
+{
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool stale;
+
+    if (probe < 0)
+        return false;
+    stale = connect(probe, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
+    close(probe);
+    return stale;
+}
+
+static int bind_addr(int fd, const pants_addr_t *a)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
+
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
+        return 0;
+    if (errno != EADDRINUSE || a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
+        return -errno;
+    if (!unix_path_is_stale(a) || unlink(sun->sun_path) < 0)
+        return -EADDRINUSE;
+    return bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : -errno;
+}
+
+static bool is_any(const pants_addr_t *a)
+{
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+
+    return a->ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+}
+
+/* ":port" where the system has no IPv6: fall back to IPv4 any. */
+static void to_inet_any(pants_addr_t *a)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+
+    sin.sin_port = ((struct sockaddr_in6 *)&a->ss)->sin6_port;
+    sin.sin_addr.s_addr = htonl(INADDR_ANY);
+    memset(a, 0, sizeof(*a));
+    memcpy(&a->ss, &sin, sizeof(sin));
+    a->len = sizeof(sin);
+}
+
+static int remember_unix_path(pants_server_t *srv, const pants_addr_t *a)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
+    struct stat st;
+
+    if (a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
+        return 0;
+    srv->unix_path = strdup(sun->sun_path);
+    if (srv->unix_path == NULL)
+        return -ENOMEM;
+    if (stat(sun->sun_path, &st) == 0) {
+        srv->unix_dev = st.st_dev;
+        srv->unix_ino = st.st_ino;
+    }
+    return 0;
+}
+
+static void remove_unix_path(pants_server_t *srv)
+{
+    struct stat st;
+
+    if (srv->unix_path == NULL)
+        return;
+    if (stat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev && st.st_ino == srv->unix_ino)
+        unlink(srv->unix_path);
+    free(srv->unix_path);
+    srv->unix_path = NULL;
+}
+
+/* socket, bind, listen; srv->mu held. */
+static int open_listener(pants_server_t *srv, pants_addr_t *a, int backlog)
+{
+    bool any = is_any(a);
+    int rc, fd = listen_socket(a->ss.ss_family, any);
+
+    if (fd == -EAFNOSUPPORT && any) {
+        to_inet_any(a);
+        fd = listen_socket(AF_INET, true);
+    }
+    if (fd < 0)
+        return fd;
+    rc = bind_addr(fd, a);
+    if (rc == 0 && listen(fd, backlog > 0 ? backlog : DEFAULT_BACKLOG) < 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = remember_unix_path(srv, a);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    srv->fd = fd;
+    srv->bound = true;
+    return 0;
+}
+
+static int bind_locked(pants_server_t *srv, const char *address, int backlog)
+{
+    char host[PANTS__HOST_MAX];
+    pants_addr_t a;
+    uint16_t port;
+    int rc;
+
+    if (srv->closing)
+        return -EPIPE;
+    if (srv->bound)
+        return -EALREADY;
+    rc = pants__addr_split(address, true, &a, host, &port);
+    if (rc != 0)
+        return rc < 0 ? rc : -EINVAL; /* listening needs a numeric address */
+    return open_listener(srv, &a, backlog);
+}
+
+int pants_server_listen(pants_server_t *srv, const char *address, int backlog)
+{
+    pants_loop_t *acceptor;
+    int rc, entered;
+
+    if (srv == NULL || address == NULL || backlog < 0)
+        return -EINVAL;
+    acceptor = srv->engine->acceptor;
+    pthread_mutex_lock(&srv->mu);
+    rc = bind_locked(srv, address, backlog);
+    pthread_mutex_unlock(&srv->mu);
+    if (rc < 0)
+        return rc;
+    entered = pants__loop_enter(acceptor, NULL);
+    if (entered >= 0) {
+        arm(srv);
+        pants__loop_leave(acceptor, entered);
+    } else {
+        post_with_ref(acceptor, arm_task, srv, NULL, 0);
+    }
+    return 0;
+}
+
+/* ---- Closing ------------------------------------------------------------ */
+
+static void close_conns_task(void *a, void *b, uintptr_t c)
+{
+    pants_server_t *srv = a;
+
+    (void)b;
+    for (pants_stream_t *s = srv->heads[c]; s != NULL; s = *pants__stream_srv_next(s))
+        pants_stream_close(s);
+    server_unref(srv);
+}
+
+static void close_listener(pants_server_t *srv)
+{
+    pthread_mutex_lock(&srv->mu);
+    srv->closing = true;
+    if (srv->fd >= 0) {
+        if (srv->armed)
+            event_del(&srv->listen_ev);
+        event_del(&srv->backoff_ev);
+        close(srv->fd);
+        srv->fd = -1;
+    }
+    remove_unix_path(srv);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+static void server_close_on_acceptor(pants_server_t *srv, bool with_conns)
+{
+    if (srv->closing)
+        return;
+    close_listener(srv);
+    for (unsigned i = 0; with_conns && i < srv->engine->nloops; i++)
+        post_with_ref(srv->engine->loops[i], close_conns_task, srv, NULL, i);
+    maybe_finish(srv);
+}
+
+static void close_task(void *a, void *b, uintptr_t c)
+{
+    (void)b;
+    (void)c;
+    server_close_on_acceptor(a, true);
+    server_unref(a);
+}
+
+void pants_server_close(pants_server_t *srv)
+{
+    pants_loop_t *acceptor;
+    int entered;
+
+    if (srv == NULL)
+        return;
+    acceptor = srv->engine->acceptor;
+    entered = pants__loop_enter(acceptor, NULL);
+    if (entered >= 0) {
+        server_close_on_acceptor(srv, true);
+        pants__loop_leave(acceptor, entered);
+    } else {
+        post_with_ref(acceptor, close_task, srv, NULL, 0);
+    }
+}
+
+/* ---- Broadcast ---------------------------------------------------------- */
+
+typedef struct blob_s {
+    int refs;             /* one per loop task (atomic) */
+    size_t len;           /* bytes in data */
+    unsigned char data[]; /* the message, copied once */
+} blob_t;
+
+static void blob_unref(blob_t *b)
+{
+    if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(b);
+}
+
+static void broadcast_task(void *a, void *b, uintptr_t c)
+{
+    pants_server_t *srv = a;
+    blob_t *blob = b;
+
+    for (pants_stream_t *s = srv->heads[c]; s != NULL; s = *pants__stream_srv_next(s))
+        if (pants__stream_is_open(s))
+            pants_stream_write(s, blob->data, blob->len);
+    blob_unref(blob);
+    server_unref(srv);
+}
+
+int pants_server_broadcast(pants_server_t *srv, const void *data, size_t len)
+{
+    blob_t *blob;
+    unsigned n;
+
+    if (srv == NULL || (data == NULL && len > 0))
+        return -EINVAL;
+    if (__atomic_load_n(&srv->finished, __ATOMIC_ACQUIRE))
+        return -EPIPE;
+    blob = malloc(sizeof(*blob) + len);
+    if (blob == NULL)
+        return -ENOMEM;
+    n = srv->engine->nloops;
+    blob->refs = (int)n + 1;
+    blob->len = len;
+    if (len > 0)
+        memcpy(blob->data, data, len);
+    for (unsigned i = 0; i < n; i++)
+        if (post_with_ref(srv->engine->loops[i], broadcast_task, srv, blob, i) < 0)
+            blob_unref(blob);
+    blob_unref(blob);
+    return 0;
+}
+
+/* ---- Handle operations, creation ---------------------------------------- */
+
+static void server_stop(pants__handle_t *h)
+{
+    server_close_on_acceptor((pants_server_t *)h, false);
+}
+
+static void server_release(pants__handle_t *h)
+{
+    pants_server_t *srv = (pants_server_t *)h;
+
+    close_listener(srv);
+    event_del(&srv->defer_ev);
+    server_unref(srv);
+}
+
+static const pants__handle_ops_t server_ops = {"server", server_stop, server_stop, server_release};
+
+static void register_task(void *a, void *b, uintptr_t c)
+{
+    pants_server_t *srv = a;
+
+    (void)b;
+    (void)c;
+    pants__handle_start(&srv->handle, srv->engine->acceptor, &server_ops, true);
+    server_unref(srv);
+}
+
+pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks_t *cb,
+                                 const pants_stream_callbacks_t *conn_cb, void *data)
+{
+    pants_server_t *srv;
+    int entered;
+
+    if (e == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    entered = pants__loop_enter(e->acceptor, NULL);
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL || (srv->heads = calloc(e->nloops, sizeof(*srv->heads))) == NULL) {
+        free(srv);
+        pants__loop_leave(e->acceptor, entered);
+        errno = ENOMEM;
+        return NULL;
+    }
+    srv->engine = e;
+    srv->refs = 1;
+    srv->fd = -1;
+    if (cb)
+        srv->cb = *cb;
+    if (conn_cb)
+        srv->conn_cb = *conn_cb;
+    srv->data = data;
+    pthread_mutex_init(&srv->mu, NULL);
+    event_assign(&srv->defer_ev, e->acceptor->base, -1, 0, server_on_deferred, srv);
+    evtimer_assign(&srv->backoff_ev, e->acceptor->base, on_backoff_over, srv);
+    pants__live_add(1);
+    if (entered >= 0) {
+        pants__handle_start(&srv->handle, e->acceptor, &server_ops, true);
+        pants__loop_leave(e->acceptor, entered);
+    } else {
+        post_with_ref(e->acceptor, register_task, srv, NULL, 0);
+    }
+    return srv;
+}

@@ -1,0 +1,161 @@
+/* engine-internal.h -- loops, handles, cross-thread posts and the engine.
+ *
+ * A loop is one libevent event_base run by one thread.  Other threads reach
+ * it only through its task queue (a locked vector plus an eventfd wake-up,
+ * one wake-up per batch).  Everything a loop owns -- streams, datagrams,
+ * servers, timers, the resolver -- is a handle on the loop's list, so the
+ * engine can stop them all without knowing what they are (libuv's handle
+ * queue and uv_walk).
+ *
+ * Threads: every function here runs on the loop's own thread unless its
+ * comment says otherwise.  Before a loop runs, other threads may act on it
+ * while holding its setup lock (pants__loop_enter).
+ */
+#ifndef PANTS_ENGINE_INTERNAL_H
+#define PANTS_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "pants.h"
+
+#ifdef PANTS_DEBUG
+#include <assert.h>
+#define PANTS__ASSERT(x) assert(x)
+#else
+#define PANTS__ASSERT(x) ((void)0)
+#endif
+
+#define PANTS__SCRATCH_SIZE (64 * 1024) /* per-loop read and write scratch */
+
+/* ---- Tasks -------------------------------------------------------------- */
+
+typedef void (*pants__task_fn)(void *a, void *b, uintptr_t c);
+
+typedef struct pants__task_s {
+    pants__task_fn fn; /* what to run on the loop */
+    void *a;           /* its arguments */
+    void *b;
+    uintptr_t c;
+} pants__task_t;
+
+typedef struct pants__taskq_s {
+    pants__task_t *items; /* FIFO of posted tasks */
+    size_t len;           /* tasks queued */
+    size_t cap;           /* slots allocated */
+} pants__taskq_t;
+
+/* ---- Handles ------------------------------------------------------------ */
+
+typedef struct pants__handle_s pants__handle_t;
+
+typedef struct pants__handle_ops_s {
+    const char *name;                     /* "stream", "timer", ... for messages */
+    void (*stop)(pants__handle_t *h);     /* engine stop: finish gracefully */
+    void (*kill)(pants__handle_t *h);     /* stop took too long: close now */
+    void (*release)(pants__handle_t *h);  /* loop teardown: free, no callbacks */
+} pants__handle_ops_t;
+
+struct pants__handle_s {
+    pants__handle_t *prev;          /* the loop's handle list */
+    pants__handle_t *next;
+    const pants__handle_ops_t *ops; /* how to stop / kill / release it */
+    pants_loop_t *loop;             /* the loop it is pinned to */
+    bool active;                    /* keeps a stopping loop alive until closed */
+    bool linked;                    /* on the loop's list */
+};
+
+/* ---- Loops and the engine ---------------------------------------------- */
+
+struct pants_loop_s {
+    pants_engine_t *engine;       /* owner */
+    unsigned index;               /* worker index; nloops for the acceptor */
+    struct event_base *base;      /* touched by this loop's thread only */
+    pthread_t thread;             /* the thread running it, once running */
+    pthread_mutex_t queue_mu;     /* guards queue, wake_pending, finished */
+    pants__taskq_t queue;         /* tasks posted, not yet run */
+    pants__taskq_t running_q;     /* the batch being run (swapped with queue) */
+    bool wake_pending;            /* a wake-up is on its way for queue */
+    bool finished;                /* posts are refused from now on */
+    int wake_fd;                  /* eventfd the posters write to */
+    struct event wake_ev;         /* reads wake_fd, runs the queue */
+    pthread_mutex_t setup_mu;     /* held by other threads acting before run */
+    bool running;                 /* the thread started (under setup_mu) */
+    bool stopping;                /* shutdown began (loop thread) */
+    pants__handle_t handles;      /* sentinel of the handle list */
+    size_t nactive;               /* active handles on the list */
+    struct event shutdown_ev;     /* forces the rest closed after the timeout */
+    unsigned char *scratch;       /* PANTS__SCRATCH_SIZE bytes for reads */
+    unsigned char *wscratch;      /* PANTS__SCRATCH_SIZE bytes for writes */
+    void *resolver;               /* channels' per-loop DNS state, or NULL */
+};
+
+struct pants_engine_s {
+    pants_engine_options_t opts;  /* copied, defaults filled in */
+    char *dns_server;             /* owned copy of opts.dns_server */
+    unsigned nloops;              /* worker loops */
+    pants_loop_t **loops;         /* the workers */
+    pants_loop_t *acceptor;       /* owns the listening sockets */
+    unsigned next;                /* round-robin cursor (atomic) */
+    volatile sig_atomic_t stop;   /* stop was requested (atomic) */
+    int state;                    /* PANTS__ENGINE_NEW / RUNNING / DONE */
+    bool background;              /* started with pants_engine_start */
+    pthread_t acceptor_thread;    /* after start */
+    pthread_t *threads;           /* worker threads */
+    unsigned nthreads_started;    /* how many of threads exist */
+};
+
+enum { PANTS__ENGINE_NEW, PANTS__ENGINE_RUNNING, PANTS__ENGINE_DONE };
+
+/* Post fn(a, b, c) to l.  Any thread.  0, -ENOMEM, or -ESHUTDOWN once l
+ * finished (fn then never runs). */
+int pants__loop_post(pants_loop_t *l, pants__task_fn fn, void *a, void *b, uintptr_t c);
+
+/* May the calling thread act on l now?  0: it is l's thread.  1: another
+ * thread before l runs; l's setup lock is now held, release it with
+ * pants__loop_leave.  -EPERM: another thread while l runs (debug builds say
+ * so loudly, naming what).  Any thread. */
+int pants__loop_enter(pants_loop_t *l, const char *what);
+void pants__loop_leave(pants_loop_t *l, int entered);
+
+/* Is the calling thread l's own? */
+bool pants__loop_is_current(const pants_loop_t *l);
+
+/* Has l started running (its thread exists)?  Any thread. */
+bool pants__loop_has_started(pants_loop_t *l);
+
+/* Put h on l's list (active: it must close before a stopping l ends).  On
+ * l's thread, or another thread under pants__loop_enter.  If l is stopping,
+ * h->ops->stop runs at once. */
+void pants__handle_start(pants__handle_t *h, pants_loop_t *l, const pants__handle_ops_t *ops, bool active);
+
+/* Take h off its loop's list once it is closed: a stopping loop may end. */
+void pants__handle_finish(pants__handle_t *h);
+
+/* A stopping loop re-checks whether it may end now (after its last active
+ * handle closed, or after running posted tasks). */
+void pants__loop_check_done(pants_loop_t *l);
+
+/* Process-wide count of live objects (pants_live_objects).  Any thread. */
+void pants__live_add(long delta);
+
+/* Create / free a loop of e (no thread yet). */
+pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index);
+void pants__loop_free(pants_loop_t *l);
+
+/* Run l on the calling thread until it has stopped and is done. */
+void pants__loop_run(pants_loop_t *l);
+
+/* Wake l from any thread, also a signal handler (async-signal-safe). */
+void pants__loop_wake(pants_loop_t *l);
+
+/* Let l react to a stop request (loop thread). */
+void pants__loop_begin_stop(pants_loop_t *l);
+
+#endif /* PANTS_ENGINE_INTERNAL_H */

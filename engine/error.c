@@ -1,0 +1,40 @@
+/* error.c -- names for every error code pants returns.
+ *
+ * Negative errno values are named by the C library (without touching a
+ * shared buffer, so any thread may ask); PANTS_EAI_* codes, the resolver's,
+ * are named here.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "pants.h"
+
+static const char *const eai_names[] = {
+    [-(PANTS_EAI_ADDRFAMILY) - 3001] = "no address of the requested family for this host",
+    [-(PANTS_EAI_AGAIN) - 3001] = "temporary failure in name resolution",
+    [-(PANTS_EAI_BADFLAGS) - 3001] = "invalid flags for name resolution",
+    [-(PANTS_EAI_FAIL) - 3001] = "non-recoverable failure in name resolution",
+    [-(PANTS_EAI_FAMILY) - 3001] = "address family not supported",
+    [-(PANTS_EAI_MEMORY) - 3001] = "out of memory in name resolution",
+    [-(PANTS_EAI_NODATA) - 3001] = "no address associated with host name",
+    [-(PANTS_EAI_NONAME) - 3001] = "host name not known",
+    [-(PANTS_EAI_SERVICE) - 3001] = "service not supported for this socket type",
+    [-(PANTS_EAI_SOCKTYPE) - 3001] = "socket type not supported",
+    [-(PANTS_EAI_CANCELED) - 3001] = "name resolution cancelled",
+    [-(PANTS_EAI_TIMEOUT) - 3001] = "name resolution timed out",
+};
+
+const char *pants_strerror(int err)
+{
+    const char *name;
+
+    if (err == 0)
+        return "success";
+    if (err <= PANTS_EAI_ADDRFAMILY && err >= PANTS_EAI_TIMEOUT)
+        return eai_names[-err - 3001];
+    if (err > 0)
+        err = -err;
+    name = strerrordesc_np(-err);
+    return name ? name : "unknown error";
+}

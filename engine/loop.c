@@ -1,0 +1,368 @@
+/* loop.c -- one reactor: an event_base, its task queue and its handles.
+ *
+ * Other threads reach a loop only by posting tasks: the poster appends to a
+ * locked vector and, if no wake-up is on its way yet, writes the loop's
+ * eventfd; the loop swaps the vector out under the lock and runs the batch
+ * (memcached's cq_push / notify_worker, one wake-up per batch).  A stop
+ * request only sets a flag and writes the eventfd, so it is safe from a
+ * signal handler.
+ *
+ * The handle list lets a stopping loop end() everything it owns, wait until
+ * the active handles have closed (at most the shutdown timeout, after which
+ * the rest is killed), and free what is left when it is torn down.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine-internal.h"
+
+static __thread pants_loop_t *current_loop; /* the loop this thread runs */
+static long live_objects;                   /* pants_live_objects (atomic) */
+
+void pants__live_add(long delta)
+{
+    __atomic_add_fetch(&live_objects, delta, __ATOMIC_RELAXED);
+}
+
+long pants_live_objects(void)
+{
+    return __atomic_load_n(&live_objects, __ATOMIC_RELAXED);
+}
+
+pants_loop_t *pants_loop_current(void)
+{
+    return current_loop;
+}
+
+unsigned pants_loop_index(const pants_loop_t *l)
+{
+    return l ? l->index : 0;
+}
+
+pants_engine_t *pants_loop_engine(const pants_loop_t *l)
+{
+    return l ? l->engine : NULL;
+}
+
+bool pants__loop_is_current(const pants_loop_t *l)
+{
+    return current_loop == l;
+}
+
+bool pants__loop_has_started(pants_loop_t *l)
+{
+    pthread_mutex_lock(&l->setup_mu);
+    bool started = l->running;
+    pthread_mutex_unlock(&l->setup_mu);
+    return started;
+}
+
+int pants__loop_enter(pants_loop_t *l, const char *what)
+{
+    if (current_loop == l)
+        return 0;
+    pthread_mutex_lock(&l->setup_mu);
+    if (!l->running)
+        return 1;
+    pthread_mutex_unlock(&l->setup_mu);
+#ifdef PANTS_DEBUG
+    fprintf(stderr,
+            "pants: THREAD MISUSE: %s called on a thread that does not run "
+            "loop %u; post it with pants_loop_post or pants_stream_post\n",
+            what, l->index);
+#else
+    (void)what;
+#endif
+    return -EPERM;
+}
+
+void pants__loop_leave(pants_loop_t *l, int entered)
+{
+    if (entered == 1)
+        pthread_mutex_unlock(&l->setup_mu);
+}
+
+/* ---- Task queue --------------------------------------------------------- */
+
+static int taskq_push(pants__taskq_t *q, const pants__task_t *t)
+{
+    if (q->len == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        pants__task_t *items = realloc(q->items, cap * sizeof(*items));
+        if (items == NULL)
+            return -ENOMEM;
+        q->items = items;
+        q->cap = cap;
+    }
+    q->items[q->len++] = *t;
+    return 0;
+}
+
+void pants__loop_wake(pants_loop_t *l)
+{
+    uint64_t one = 1;
+    ssize_t n;
+
+    do
+        n = write(l->wake_fd, &one, sizeof(one));
+    while (n < 0 && errno == EINTR);
+}
+
+int pants__loop_post(pants_loop_t *l, pants__task_fn fn, void *a, void *b, uintptr_t c)
+{
+    pants__task_t t = {fn, a, b, c};
+    bool wake;
+    int rc;
+
+    pthread_mutex_lock(&l->queue_mu);
+    if (l->finished) {
+        pthread_mutex_unlock(&l->queue_mu);
+        return -ESHUTDOWN;
+    }
+    rc = taskq_push(&l->queue, &t);
+    wake = rc == 0 && !l->wake_pending;
+    if (wake)
+        l->wake_pending = true;
+    pthread_mutex_unlock(&l->queue_mu);
+    if (!wake)
+        return rc;
+    if (current_loop == l)
+        event_active(&l->wake_ev, EV_READ, 0); /* no syscall for our own loop */
+    else
+        pants__loop_wake(l);
+    return 0;
+}
+
+static void run_public_task(void *a, void *b, uintptr_t c)
+{
+    union {
+        void *p;
+        pants_fn_t fn;
+    } u = {.p = b};
+    (void)c;
+    u.fn(a);
+}
+
+int pants_loop_post(pants_loop_t *l, pants_fn_t fn, void *arg)
+{
+    union {
+        void *p;
+        pants_fn_t fn;
+    } u = {.fn = fn};
+
+    if (l == NULL || fn == NULL)
+        return -EINVAL;
+    return pants__loop_post(l, run_public_task, arg, u.p, 0);
+}
+
+/* Run the tasks queued so far; those they post run on the next wake-up. */
+static void run_tasks(pants_loop_t *l)
+{
+    pants__taskq_t batch;
+
+    pthread_mutex_lock(&l->queue_mu);
+    batch = l->queue;
+    l->queue = l->running_q;
+    l->queue.len = 0;
+    l->wake_pending = false;
+    pthread_mutex_unlock(&l->queue_mu);
+    for (size_t i = 0; i < batch.len; i++)
+        batch.items[i].fn(batch.items[i].a, batch.items[i].b, batch.items[i].c);
+    batch.len = 0;
+    l->running_q = batch;
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    pants_loop_t *l = arg;
+    uint64_t count;
+
+    (void)what;
+    if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+        fprintf(stderr, "pants: loop %u: eventfd read: %s\n", l->index, strerror(errno));
+    run_tasks(l);
+    if (l->engine->stop && !l->stopping)
+        pants__loop_begin_stop(l);
+    pants__loop_check_done(l);
+}
+
+/* ---- Handles ------------------------------------------------------------ */
+
+void pants__handle_start(pants__handle_t *h, pants_loop_t *l, const pants__handle_ops_t *ops, bool active)
+{
+    h->ops = ops;
+    h->loop = l;
+    h->active = active;
+    h->linked = true;
+    h->next = &l->handles;
+    h->prev = l->handles.prev;
+    l->handles.prev->next = h;
+    l->handles.prev = h;
+    if (active)
+        l->nactive++;
+    if (l->stopping && ops->stop)
+        ops->stop(h);
+}
+
+void pants__handle_finish(pants__handle_t *h)
+{
+    pants_loop_t *l = h->loop;
+
+    if (!h->linked)
+        return;
+    h->linked = false;
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+    h->next = h->prev = NULL;
+    if (h->active) {
+        l->nactive--;
+        pants__loop_check_done(l);
+    }
+}
+
+/* Call stop (or kill) on every handle; each may unlink itself (and only
+ * itself) meanwhile, and handles added meanwhile are stopped as added. */
+static void walk_handles(pants_loop_t *l, bool kill)
+{
+    pants__handle_t *h = l->handles.next;
+
+    while (h != &l->handles) {
+        pants__handle_t *next = h->next;
+        void (*fn)(pants__handle_t *) = kill ? h->ops->kill : h->ops->stop;
+        if (fn)
+            fn(h);
+        h = next;
+    }
+}
+
+static void on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    pants_loop_t *l = arg;
+
+    (void)fd;
+    (void)what;
+    walk_handles(l, true);
+    pants__loop_check_done(l);
+}
+
+void pants__loop_begin_stop(pants_loop_t *l)
+{
+    struct timeval tv;
+    unsigned ms = l->engine->opts.shutdown_timeout_ms;
+
+    l->stopping = true;
+    walk_handles(l, false);
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(&l->shutdown_ev, &tv);
+}
+
+void pants__loop_check_done(pants_loop_t *l)
+{
+    if (!l->stopping || l->nactive > 0)
+        return;
+    pthread_mutex_lock(&l->queue_mu);
+    if (l->queue.len == 0)
+        l->finished = true;
+    pthread_mutex_unlock(&l->queue_mu);
+    if (l->finished)
+        event_base_loopbreak(l->base);
+}
+
+/* ---- Life cycle --------------------------------------------------------- */
+
+pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
+{
+    struct event_config *cfg;
+    pants_loop_t *l = calloc(1, sizeof(*l));
+
+    if (l == NULL)
+        return NULL;
+    l->engine = e;
+    l->index = index;
+    l->handles.next = l->handles.prev = &l->handles;
+    l->wake_fd = -1;
+    cfg = event_config_new();
+    if (cfg == NULL)
+        goto free_loop;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    l->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (l->base == NULL)
+        goto free_loop;
+    l->scratch = malloc(PANTS__SCRATCH_SIZE);
+    l->wscratch = malloc(PANTS__SCRATCH_SIZE);
+    if (l->scratch == NULL || l->wscratch == NULL)
+        goto free_base;
+    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->wake_fd < 0)
+        goto free_base;
+    event_assign(&l->wake_ev, l->base, l->wake_fd, EV_READ | EV_PERSIST, on_wake, l);
+    event_add(&l->wake_ev, NULL);
+    evtimer_assign(&l->shutdown_ev, l->base, on_shutdown_timeout, l);
+    pthread_mutex_init(&l->queue_mu, NULL);
+    pthread_mutex_init(&l->setup_mu, NULL);
+    return l;
+
+free_base:
+    free(l->scratch);
+    free(l->wscratch);
+    event_base_free(l->base);
+free_loop:
+    free(l);
+    errno = errno ? errno : ENOMEM;
+    return NULL;
+}
+
+/* Run what is still queued (its functions may free what they hold), then
+ * free every handle left (timers, the resolver, or everything if the loop
+ * never ran) without callbacks. */
+void pants__loop_free(pants_loop_t *l)
+{
+    if (l == NULL)
+        return;
+    pants_loop_t *saved = current_loop;
+    current_loop = l;
+    pthread_mutex_lock(&l->queue_mu);
+    l->finished = true;
+    pthread_mutex_unlock(&l->queue_mu);
+    while (l->queue.len > 0)
+        run_tasks(l);
+    while (l->handles.next != &l->handles) {
+        pants__handle_t *h = l->handles.next;
+        pants__handle_finish(h);
+        h->ops->release(h);
+    }
+    current_loop = saved;
+    event_del(&l->wake_ev);
+    event_del(&l->shutdown_ev);
+    close(l->wake_fd);
+    event_base_free(l->base);
+    pthread_mutex_destroy(&l->queue_mu);
+    pthread_mutex_destroy(&l->setup_mu);
+    free(l->queue.items);
+    free(l->running_q.items);
+    free(l->scratch);
+    free(l->wscratch);
+    free(l);
+}
+
+void pants__loop_run(pants_loop_t *l)
+{
+    current_loop = l;
+    pthread_mutex_lock(&l->setup_mu);
+    l->running = true;
+    l->thread = pthread_self();
+    pthread_mutex_unlock(&l->setup_mu);
+    event_active(&l->wake_ev, EV_READ, 0); /* run early posts, see a stop */
+    while (!l->finished)
+        if (event_base_loop(l->base, 0) < 0)
+            break;
+    current_loop = NULL;
+}

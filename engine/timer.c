@@ -1,0 +1,136 @@
+/* timer.c -- the seed engine's callback, loop, defer and cycle.
+ *
+ * A timer is a libevent timer event on one loop.  "Next iteration" is a
+ * zero timeout, so a timer that re-arms itself every iteration lets the
+ * loop poll in between instead of starving it.  Delays count from the call:
+ * the base's cached time is refreshed before arming.  A timer may cancel
+ * itself from inside its function; it is then freed once that returns.
+ * Timers are inactive handles: they keep firing while a stopping loop
+ * flushes its streams and are freed, without a call, when the loop ends.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "engine-internal.h"
+
+enum timer_kind {
+    TIMER_ONCE,  /* callback, defer: run once */
+    TIMER_EVERY, /* loop: every iteration */
+    TIMER_CYCLE, /* cycle: every interval */
+};
+
+struct pants_timer_s {
+    pants__handle_t handle; /* on the loop's list */
+    struct event ev;        /* the libevent timer */
+    pants_fn_t fn;          /* what to call */
+    void *arg;              /* its argument */
+    enum timer_kind kind;   /* once, every iteration or every interval */
+    bool in_fn;             /* fn is running now */
+    bool cancelled;         /* cancelled from inside fn: free after it */
+};
+
+static void timer_free(pants_timer_t *t)
+{
+    event_del(&t->ev);
+    pants__handle_finish(&t->handle);
+    free(t);
+    pants__live_add(-1);
+}
+
+static void timer_release(pants__handle_t *h)
+{
+    timer_free((pants_timer_t *)h);
+}
+
+static const pants__handle_ops_t timer_ops = {"timer", NULL, NULL, timer_release};
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    static const struct timeval zero = {0, 0};
+    pants_timer_t *t = arg;
+
+    (void)fd;
+    (void)what;
+    t->in_fn = true;
+    t->fn(t->arg);
+    t->in_fn = false;
+    if (t->cancelled || t->kind == TIMER_ONCE)
+        timer_free(t);
+    else if (t->kind == TIMER_EVERY)
+        event_add(&t->ev, &zero);
+}
+
+static pants_timer_t *timer_new(pants_loop_t *l, enum timer_kind kind, uint64_t ms, pants_fn_t fn, void *arg)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    pants_timer_t *t;
+    int entered;
+
+    if (l == NULL || fn == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    entered = pants__loop_enter(l, "pants_timer_*");
+    if (entered < 0) {
+        errno = -entered;
+        return NULL;
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        pants__loop_leave(l, entered);
+        errno = ENOMEM;
+        return NULL;
+    }
+    t->fn = fn;
+    t->arg = arg;
+    t->kind = kind;
+    event_assign(&t->ev, l->base, -1, kind == TIMER_CYCLE ? EV_PERSIST : 0, on_timer, t);
+    pants__handle_start(&t->handle, l, &timer_ops, false);
+    event_base_update_cache_time(l->base);
+    event_add(&t->ev, &tv);
+    pants__live_add(1);
+    pants__loop_leave(l, entered);
+    return t;
+}
+
+pants_timer_t *pants_timer_callback(pants_loop_t *l, pants_fn_t fn, void *arg)
+{
+    return timer_new(l, TIMER_ONCE, 0, fn, arg);
+}
+
+pants_timer_t *pants_timer_loop(pants_loop_t *l, pants_fn_t fn, void *arg)
+{
+    return timer_new(l, TIMER_EVERY, 0, fn, arg);
+}
+
+pants_timer_t *pants_timer_defer(pants_loop_t *l, uint64_t delay_ms, pants_fn_t fn, void *arg)
+{
+    return timer_new(l, TIMER_ONCE, delay_ms, fn, arg);
+}
+
+pants_timer_t *pants_timer_cycle(pants_loop_t *l, uint64_t interval_ms, pants_fn_t fn, void *arg)
+{
+    if (interval_ms == 0)
+        return timer_new(l, TIMER_EVERY, 0, fn, arg);
+    return timer_new(l, TIMER_CYCLE, interval_ms, fn, arg);
+}
+
+void pants_timer_cancel(pants_timer_t *t)
+{
+    int entered;
+
+    if (t == NULL)
+        return;
+    entered = pants__loop_enter(t->handle.loop, "pants_timer_cancel");
+    if (entered < 0)
+        return;
+    if (t->in_fn) {
+        t->cancelled = true;
+        event_del(&t->ev);
+    } else {
+        timer_free(t);
+    }
+    pants__loop_leave(t->handle.loop, entered);
+}

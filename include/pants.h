@@ -1,0 +1,345 @@
+/* pants.h -- the public API of pants, a multi-reactor network library.
+ *
+ * A channel wraps one socket; the application gives it callbacks; incoming
+ * bytes are cut into on_read calls by a read delimiter.  An engine runs N
+ * worker loops (one libevent event_base per thread) plus an acceptor loop
+ * that owns every listening socket and hands new connections to the workers
+ * round-robin.  Every channel is pinned to one loop, so all callbacks of one
+ * channel run on one thread, one at a time.
+ *
+ * Threads, in short (see README for the whole story):
+ *   - Before its engine runs, any thread may create and set up channels;
+ *     what they ask for happens once their loop runs.
+ *   - After that, a channel's functions are called on its loop's thread
+ *     (from its callbacks, or through pants_loop_post/pants_stream_post).
+ *     Such a call from another thread fails with -EPERM (debug builds also
+ *     print a loud message).
+ *   - Safe from anywhere: pants_engine_stop, pants_loop_post,
+ *     pants_stream_post, pants_stream_ref/unref, pants_server_broadcast,
+ *     pants_server_connections, pants_server_listen and pants_server_close.
+ *
+ * Errors: calls that act return 0 or a negative errno; constructors return
+ * NULL and set errno.  A call that fails never runs the callback it would
+ * have led to.  Callbacks never run from inside the call that caused them:
+ * they run from the loop.
+ */
+#ifndef PANTS_H
+#define PANTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PANTS_BUILDING) && defined(__GNUC__)
+#define PANTS_EXTERN __attribute__((visibility("default")))
+#else
+#define PANTS_EXTERN
+#endif
+
+typedef struct pants_engine_s pants_engine_t;
+typedef struct pants_loop_s pants_loop_t;
+typedef struct pants_stream_s pants_stream_t;
+typedef struct pants_server_s pants_server_t;
+typedef struct pants_datagram_s pants_datagram_t;
+typedef struct pants_timer_s pants_timer_t;
+
+/* A socket address of any family. */
+typedef struct pants_addr_s {
+    struct sockaddr_storage ss; /* the address itself */
+    socklen_t len;              /* how many bytes of ss are meaningful */
+} pants_addr_t;
+
+/* ---- Errors ----------------------------------------------------------- */
+
+/* Name-resolution failures: below every errno value. */
+#define PANTS_EAI_ADDRFAMILY (-3001) /* no address of the wanted family */
+#define PANTS_EAI_AGAIN (-3002)      /* temporary failure: try again later */
+#define PANTS_EAI_BADFLAGS (-3003)   /* invalid resolver flags */
+#define PANTS_EAI_FAIL (-3004)       /* permanent failure of the name server */
+#define PANTS_EAI_FAMILY (-3005)     /* address family not supported */
+#define PANTS_EAI_MEMORY (-3006)     /* out of memory while resolving */
+#define PANTS_EAI_NODATA (-3007)     /* the name has no address */
+#define PANTS_EAI_NONAME (-3008)     /* the name does not exist */
+#define PANTS_EAI_SERVICE (-3009)    /* invalid port / service */
+#define PANTS_EAI_SOCKTYPE (-3010)   /* socket type not supported */
+#define PANTS_EAI_CANCELED (-3011)   /* the lookup was cancelled */
+#define PANTS_EAI_TIMEOUT (-3012)    /* no answer from the name servers in time */
+
+/* The name of err: a negative errno, a PANTS_EAI_* code, or 0 ("success").
+ * Never NULL; unknown codes give "unknown error".  Any thread. */
+PANTS_EXTERN const char *pants_strerror(int err);
+
+/* ---- Addresses -------------------------------------------------------- */
+
+/* Parse a numeric or Unix address: "1.2.3.4:80", "[::1]:80", ":80" or
+ * "*:80" (every interface, IPv6 any), "unix:/path", "unix:@abstract".
+ * Host names are not resolved here: they give -EINVAL.
+ * Returns 0, or -EINVAL for a NULL or malformed string.  Any thread. */
+PANTS_EXTERN int pants_addr_parse(pants_addr_t *a, const char *address);
+
+/* Write a as a string into buf ("1.2.3.4:80", "[::1]:80", "unix:/p",
+ * "unix:@name"); the result is always NUL-terminated when len > 0.
+ * Returns 0, -ENOSPC if buf is too small, -EAFNOSUPPORT for an unknown
+ * family, -EINVAL for NULL arguments.  Any thread. */
+PANTS_EXTERN int pants_addr_format(const pants_addr_t *a, char *buf, size_t len);
+
+/* ---- Engine and loops ------------------------------------------------- */
+
+typedef struct pants_engine_options_s {
+    unsigned threads;             /* worker loops; 0 = the number of online CPUs */
+    unsigned shutdown_timeout_ms; /* how long stop lets streams flush; 0 = 5000 */
+    const char *dns_server;       /* "ip:port" of the one name server to ask;
+                                     NULL = those of /etc/resolv.conf */
+    unsigned dns_timeout_ms;      /* per name-server query; 0 = 2000 */
+    /* more options may follow; zero always means "the default" */
+} pants_engine_options_t;
+
+/* Create an engine; starts no thread.  opts NULL = every default.  Its loops
+ * exist at once (pants_engine_loop), so channels can be set up before run.
+ * Returns NULL and sets errno (ENOMEM, EMFILE, ...) on failure.  Any thread. */
+PANTS_EXTERN pants_engine_t *pants_engine_new(const pants_engine_options_t *opts);
+
+/* Run the acceptor on the calling thread and each worker on a thread of its
+ * own; returns 0 once stopped and every channel closed, -EALREADY if the
+ * engine ran before, or a negative errno if a thread could not start. */
+PANTS_EXTERN int pants_engine_run(pants_engine_t *e);
+
+/* The same as run, with the acceptor on a background thread too; returns as
+ * soon as the threads run.  Pair with pants_engine_join. */
+PANTS_EXTERN int pants_engine_start(pants_engine_t *e);
+
+/* After start: wait until the engine has stopped and every channel closed.
+ * Returns 0, or -EINVAL if it was not started.  Not from a loop thread. */
+PANTS_EXTERN int pants_engine_join(pants_engine_t *e);
+
+/* Stop: stop accepting, end() every stream and datagram (queued data is
+ * still sent, for at most shutdown_timeout_ms), close servers, cancel
+ * timers.  Any thread, also a signal handler (async-signal-safe).  Calling
+ * it before run makes the next run return at once after closing. */
+PANTS_EXTERN void pants_engine_stop(pants_engine_t *e);
+
+/* Free the engine after run/join returned, or one that never ran (its
+ * channels are then freed without callbacks).  NULL is a no-op. */
+PANTS_EXTERN void pants_engine_free(pants_engine_t *e);
+
+/* The number of worker loops.  Any thread. */
+PANTS_EXTERN unsigned pants_engine_threads(const pants_engine_t *e);
+
+/* Worker loop number index (0 .. threads-1), or NULL.  Any thread. */
+PANTS_EXTERN pants_loop_t *pants_engine_loop(pants_engine_t *e, unsigned index);
+
+/* The next worker loop, round-robin.  Any thread. */
+PANTS_EXTERN pants_loop_t *pants_engine_next_loop(pants_engine_t *e);
+
+/* The loop the calling thread runs (a worker, or the acceptor while it runs
+ * server callbacks), or NULL on any other thread. */
+PANTS_EXTERN pants_loop_t *pants_loop_current(void);
+
+/* A worker's index; the acceptor's index is pants_engine_threads(). */
+PANTS_EXTERN unsigned pants_loop_index(const pants_loop_t *l);
+
+/* The engine a loop belongs to.  Any thread. */
+PANTS_EXTERN pants_engine_t *pants_loop_engine(const pants_loop_t *l);
+
+typedef void (*pants_fn_t)(void *arg);
+
+/* Run fn(arg) on loop l's thread, after everything posted to l before it
+ * (FIFO).  Any thread, also l's own (fn then runs later, never inside this
+ * call).  Returns 0, -EINVAL for NULL arguments, -ENOMEM, or -ESHUTDOWN once
+ * l has finished (fn then never runs). */
+PANTS_EXTERN int pants_loop_post(pants_loop_t *l, pants_fn_t fn, void *arg);
+
+/* ---- Timers ----------------------------------------------------------- */
+
+/* Each returns a handle that stays valid until the timer has finished (for
+ * callback and defer: once fn has returned) or was cancelled; NULL with
+ * errno set on failure (EINVAL, ENOMEM, EPERM from another thread once the
+ * loop runs, ESHUTDOWN once it stopped).  Call on l's thread, or on any
+ * thread before the engine runs.  Delays count from the moment of the call. */
+PANTS_EXTERN pants_timer_t *pants_timer_callback(pants_loop_t *l, pants_fn_t fn, void *arg); /* once, next iteration */
+PANTS_EXTERN pants_timer_t *pants_timer_loop(pants_loop_t *l, pants_fn_t fn, void *arg);     /* every iteration */
+PANTS_EXTERN pants_timer_t *pants_timer_defer(pants_loop_t *l, uint64_t delay_ms, pants_fn_t fn,
+                                              void *arg); /* once, after delay_ms */
+PANTS_EXTERN pants_timer_t *pants_timer_cycle(pants_loop_t *l, uint64_t interval_ms, pants_fn_t fn,
+                                              void *arg); /* every interval_ms */
+
+/* Cancel t: fn will not run again, and t is freed.  May be called from inside
+ * t's own fn.  On t's loop thread.  NULL is a no-op. */
+PANTS_EXTERN void pants_timer_cancel(pants_timer_t *t);
+
+/* ---- Streams ---------------------------------------------------------- */
+
+typedef struct pants_stream_callbacks_s {
+    void (*on_connect)(pants_stream_t *s);
+    void (*on_connect_error)(pants_stream_t *s, int err); /* stays usable: connect again or close; NULL = close */
+    void (*on_read)(pants_stream_t *s, const void *data, size_t len);
+    void (*on_write)(pants_stream_t *s);          /* everything queued has been handed to the kernel */
+    void (*on_close)(pants_stream_t *s);          /* exactly once, always last; s is freed after it returns */
+    void (*on_overflow)(pants_stream_t *s);       /* read buffer passed its limit; NULL = close */
+    void (*on_error)(pants_stream_t *s, int err); /* I/O error other than EOF or reset; NULL = close */
+} pants_stream_callbacks_t;
+
+/* A new, unconnected stream pinned to loop l; cb is copied (NULL = no
+ * callbacks).  Any thread.  NULL with errno (EINVAL, ENOMEM) on failure.
+ * The stream lives until on_close has returned: close or end it. */
+PANTS_EXTERN pants_stream_t *pants_stream_new(pants_loop_t *l, const pants_stream_callbacks_t *cb,
+                                              void *data);
+
+/* Connect to "host:port", "[v6]:port" or "unix:/path".  Numeric addresses
+ * connect at once, names are resolved without blocking (hosts file first).
+ * on_connect or on_connect_error (-ECONNREFUSED, -ETIMEDOUT, PANTS_EAI_*)
+ * follows.  Returns 0; -EINVAL for a malformed address (no callback);
+ * -EISCONN/-EALREADY if connected or connecting; -EPIPE once closed. */
+PANTS_EXTERN int pants_stream_connect(pants_stream_t *s, const char *address);
+
+/* Queue len bytes (copied) to send; writes made in one callback go out
+ * together.  Before the connection is up, they wait for it.  on_write runs
+ * once the queue is empty again.  Returns 0, -EPIPE after end/close,
+ * -EINVAL for NULL data with len > 0, -ENOMEM. */
+PANTS_EXTERN int pants_stream_write(pants_stream_t *s, const void *data, size_t len);
+
+/* Queue nbytes of file fd from offset (nbytes 0 = to the end of the file),
+ * sent with sendfile in order with the other writes.  fd stays the caller's
+ * (it is duplicated) and may be closed at once.  An offset at or past the end
+ * queues nothing; nbytes past the end is cut at the end.  Returns 0, -EBADF,
+ * -EINVAL (negative offset, not a regular file), -EPIPE after end/close. */
+PANTS_EXTERN int pants_stream_write_file(pants_stream_t *s, int fd, off_t offset, size_t nbytes);
+
+/* Send what is queued, then close (on_close follows).  Reading stops.
+ * Returns 0 (also when already ending), -EPIPE once closed. */
+PANTS_EXTERN int pants_stream_end(pants_stream_t *s);
+
+/* Close now; queued data is dropped; on_close follows from the loop.
+ * Calling it again, or after end, is harmless. */
+PANTS_EXTERN void pants_stream_close(pants_stream_t *s);
+
+PANTS_EXTERN void pants_stream_set_data(pants_stream_t *s, void *data);
+PANTS_EXTERN void *pants_stream_data(const pants_stream_t *s);
+/* Replace the callbacks (copied); NULL = none. */
+PANTS_EXTERN void pants_stream_set_callbacks(pants_stream_t *s, const pants_stream_callbacks_t *cb);
+PANTS_EXTERN pants_loop_t *pants_stream_loop(const pants_stream_t *s);
+/* The server that accepted s; NULL for clients. */
+PANTS_EXTERN pants_server_t *pants_stream_server(const pants_stream_t *s);
+/* AF_INET, AF_INET6 or AF_UNIX once connecting or connected; AF_UNSPEC before. */
+PANTS_EXTERN int pants_stream_family(const pants_stream_t *s);
+/* The peer's / the local address.  Returns 0 or -ENOTCONN. */
+PANTS_EXTERN int pants_stream_remote_address(const pants_stream_t *s, pants_addr_t *a);
+PANTS_EXTERN int pants_stream_local_address(const pants_stream_t *s, pants_addr_t *a);
+/* Bytes queued, not yet handed to the kernel. */
+PANTS_EXTERN size_t pants_stream_pending(const pants_stream_t *s);
+/* True once the connection is up and until end/close. */
+PANTS_EXTERN bool pants_stream_is_connected(const pants_stream_t *s);
+
+/* Keep the memory of s (not the connection) alive past on_close, so another
+ * thread may hold a pointer; the last unref frees it on its loop.  Any
+ * thread. */
+PANTS_EXTERN void pants_stream_ref(pants_stream_t *s);
+PANTS_EXTERN void pants_stream_unref(pants_stream_t *s);
+
+/* Run fn(s, arg) on s's loop if s is still open by then; dropped otherwise.
+ * Any thread.  Returns 0, -EINVAL, -ENOMEM or -ESHUTDOWN. */
+PANTS_EXTERN int pants_stream_post(pants_stream_t *s, void (*fn)(pants_stream_t *, void *), void *arg);
+
+/* Read delimiters: how incoming bytes are cut into on_read calls.  They may
+ * change at any time, inside on_read too: bytes already buffered are then cut
+ * with the new delimiter before any new byte is read.  Invalid arguments
+ * return -EINVAL and leave the old delimiter in place. */
+PANTS_EXTERN int pants_stream_read_any(pants_stream_t *s); /* everything, as it arrives (default) */
+/* Up to (not including) delim; the delimiter is dropped.  len >= 1. */
+PANTS_EXTERN int pants_stream_read_until(pants_stream_t *s, const void *delim, size_t len);
+/* Exactly n >= 1 bytes per on_read. */
+PANTS_EXTERN int pants_stream_read_exact(pants_stream_t *s, size_t n);
+/* The bytes before the first match of a PCRE2 pattern; the match is dropped.
+ * The first complete match over the bytes that have arrived cuts a frame at
+ * once, even if later bytes could have made it longer.  A pattern that does
+ * not compile, or that can match the empty string, gives -EINVAL. */
+PANTS_EXTERN int pants_stream_read_regex(pants_stream_t *s, const char *pattern);
+
+/* A user framer: returns the length of the next frame (> 0), 0 for "need
+ * more bytes", or a negative errno to reject the stream (it is then closed
+ * with on_error).  *skip (preset 0) is how many bytes after the frame to
+ * drop, e.g. its delimiter. */
+typedef ssize_t (*pants_framer_t)(const void *buf, size_t len, size_t *skip, void *arg);
+PANTS_EXTERN int pants_stream_read_framed(pants_stream_t *s, pants_framer_t fn, void *arg);
+
+/* The most bytes that may wait for a frame; default 64 KiB, never below
+ * what the delimiter needs (read_exact(n) always allows n).  Past it,
+ * on_overflow runs (NULL: close); if the stream is still over the limit
+ * and open afterwards, it is closed.  max_bytes 0 gives -EINVAL. */
+PANTS_EXTERN int pants_stream_set_read_limit(pants_stream_t *s, size_t max_bytes);
+
+/* ---- Servers ---------------------------------------------------------- */
+
+typedef struct pants_server_callbacks_s {
+    void (*on_listen)(pants_server_t *srv);
+    void (*on_accept)(pants_server_t *srv, pants_stream_t *conn); /* runs on conn's loop, before its first read */
+    void (*on_close)(pants_server_t *srv);                        /* once, after its connections closed */
+    void (*on_error)(pants_server_t *srv, int err);               /* accept failed (EMFILE, ...); still listening */
+} pants_server_callbacks_t;
+
+/* A server of engine e; cb and conn_cb are copied.  Any thread.  NULL with
+ * errno on failure. */
+PANTS_EXTERN pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks_t *cb,
+                                              const pants_stream_callbacks_t *conn_cb, void *data);
+
+/* Bind and listen on address (":port" = every interface, dual-stack);
+ * backlog 0 = 1024.  The socket is bound at once, so errors come back here:
+ * -EINVAL (malformed, or a host name), -EADDRINUSE (also a live Unix
+ * socket; a stale one is replaced), -EACCES, -EALREADY if listening.
+ * on_listen then runs on the acceptor.  Any thread. */
+PANTS_EXTERN int pants_server_listen(pants_server_t *srv, const char *address, int backlog);
+
+/* Stop listening, close its connections (queued data dropped), remove its
+ * Unix socket file; on_close follows once they are closed.  Any thread. */
+PANTS_EXTERN void pants_server_close(pants_server_t *srv);
+
+/* Open connections.  Any thread. */
+PANTS_EXTERN size_t pants_server_connections(const pants_server_t *srv);
+
+/* Write data (copied once) to every open connection, each on its own loop.
+ * Any thread.  Returns 0, -EINVAL, -ENOMEM, -EPIPE once closed. */
+PANTS_EXTERN int pants_server_broadcast(pants_server_t *srv, const void *data, size_t len);
+
+PANTS_EXTERN void *pants_server_data(const pants_server_t *srv);
+PANTS_EXTERN pants_engine_t *pants_server_engine(const pants_server_t *srv);
+
+/* The bound address (useful after listening on port 0).  0 or -ENOTCONN. */
+PANTS_EXTERN int pants_server_local_address(pants_server_t *srv, pants_addr_t *a);
+
+/* ---- Datagrams -------------------------------------------------------- */
+
+typedef struct pants_datagram_callbacks_s {
+    void (*on_listen)(pants_datagram_t *d);
+    void (*on_read)(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *from);
+    void (*on_write)(pants_datagram_t *d);
+    void (*on_close)(pants_datagram_t *d);
+    void (*on_error)(pants_datagram_t *d, int err);
+} pants_datagram_callbacks_t;
+
+PANTS_EXTERN pants_datagram_t *pants_datagram_new(pants_loop_t *l, const pants_datagram_callbacks_t *cb,
+                                                  void *data);
+PANTS_EXTERN int pants_datagram_listen(pants_datagram_t *d, const char *address);
+PANTS_EXTERN int pants_datagram_write(pants_datagram_t *d, const void *data, size_t len, const char *address);
+PANTS_EXTERN int pants_datagram_write_to(pants_datagram_t *d, const void *data, size_t len,
+                                         const pants_addr_t *to);
+PANTS_EXTERN int pants_datagram_end(pants_datagram_t *d);
+PANTS_EXTERN void pants_datagram_close(pants_datagram_t *d);
+PANTS_EXTERN void *pants_datagram_data(const pants_datagram_t *d);
+
+/* ---- Diagnostics ------------------------------------------------------ */
+
+/* How many pants objects (engines, streams, servers, datagrams, timers) are
+ * alive in this process: 0 after a clean teardown.  Any thread. */
+PANTS_EXTERN long pants_live_objects(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PANTS_H */
