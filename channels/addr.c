@@ -26,7 +26,8 @@ static int parse_unix(pants_addr_t *a, const char *path)
     size_t n = strlen(path);
     bool abstract = path[0] == '@';
 
-    if (n == 0 || (abstract && n == 1) || n >= sizeof(sun->sun_path))
+    /* A path needs room for its NUL; an abstract name has none. */
+    if (n == 0 || (abstract && n == 1) || n + (abstract ? 0 : 1) > sizeof(sun->sun_path))
         return -EINVAL;
     memset(a, 0, sizeof(*a));
     sun->sun_family = AF_UNIX;

@@ -86,6 +86,7 @@ struct pants_loop_s {
     int wake_fd;                  /* eventfd the posters write to */
     struct event wake_ev;         /* reads wake_fd, runs the queue */
     pthread_mutex_t setup_mu;     /* held by other threads acting before run */
+    pthread_cond_t running_cv;    /* signalled once running is set */
     bool running;                 /* the thread started (under setup_mu) */
     bool stopping;                /* shutdown began (loop thread) */
     pants__handle_t handles;      /* sentinel of the handle list */
@@ -94,6 +95,7 @@ struct pants_loop_s {
     unsigned char *scratch;       /* PANTS__SCRATCH_SIZE bytes for reads */
     unsigned char *wscratch;      /* PANTS__SCRATCH_SIZE bytes for writes */
     void *resolver;               /* channels' per-loop DNS state, or NULL */
+    void *dgram;                  /* datagrams' per-loop receive batch, or NULL */
 };
 
 struct pants_engine_s {
@@ -129,6 +131,12 @@ bool pants__loop_is_current(const pants_loop_t *l);
 
 /* Has l started running (its thread exists)?  Any thread. */
 bool pants__loop_has_started(pants_loop_t *l);
+
+/* Wait until l's thread has begun running it.  Any thread but l's. */
+void pants__loop_wait_running(pants_loop_t *l);
+
+/* Has l finished (posts are refused)?  Any thread. */
+bool pants__loop_has_finished(pants_loop_t *l);
 
 /* Put h on l's list (active: it must close before a stopping l ends).  On
  * l's thread, or another thread under pants__loop_enter.  If l is stopping,

@@ -9,13 +9,15 @@
  *
  * SIGPIPE never reaches the process: loop threads block it in their own
  * signal mask (a write to a closed peer then just fails with EPIPE); the
- * process-wide disposition is never changed.
+ * process-wide disposition is never changed.  run gives the caller's thread
+ * its mask back without the SIGPIPEs the acceptor left pending there.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine-internal.h"
@@ -40,6 +42,7 @@ static void fill_defaults(pants_engine_t *e, const pants_engine_options_t *opts)
 pants_engine_t *pants_engine_new(const pants_engine_options_t *opts)
 {
     pants_engine_t *e = calloc(1, sizeof(*e));
+    int err = ENOMEM;
 
     if (e == NULL)
         return NULL;
@@ -66,6 +69,7 @@ pants_engine_t *pants_engine_new(const pants_engine_options_t *opts)
     return e;
 
 free_loops:
+    err = errno ? errno : ENOMEM; /* EMFILE, ... from the loop that failed */
     for (unsigned i = 0; i < e->nloops; i++)
         pants__loop_free(e->loops[i]);
 free_engine:
@@ -73,7 +77,7 @@ free_engine:
     free(e->threads);
     free(e->dns_server);
     free(e);
-    errno = ENOMEM;
+    errno = err;
     return NULL;
 }
 
@@ -111,6 +115,21 @@ static void block_sigpipe(sigset_t *old)
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+/* Restore the caller's mask.  A SIGPIPE that the acceptor's writes left
+ * pending on this thread is dropped first: unblocking would deliver it. */
+static void unblock_sigpipe(const sigset_t *old)
+{
+    static const struct timespec zero = {0, 0};
+    sigset_t set, pending;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    if (!sigismember(old, SIGPIPE) && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
+        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 static int start_workers(pants_engine_t *e)
@@ -165,7 +184,7 @@ int pants_engine_run(pants_engine_t *e)
     }
     pants__loop_run(e->acceptor);
     join_workers(e);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    unblock_sigpipe(&old);
     return 0;
 }
 
@@ -185,6 +204,10 @@ int pants_engine_start(pants_engine_t *e)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc < 0)
         return abort_start(e, rc);
+    /* From now on the thread rule holds: other threads get -EPERM. */
+    for (unsigned i = 0; i < e->nloops; i++)
+        pants__loop_wait_running(e->loops[i]);
+    pants__loop_wait_running(e->acceptor);
     return 0;
 }
 
@@ -204,8 +227,7 @@ void pants_engine_stop(pants_engine_t *e)
 {
     if (e == NULL)
         return;
-    e->stop = 1;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&e->stop, 1, __ATOMIC_SEQ_CST);
     for (unsigned i = 0; i < e->nloops; i++)
         pants__loop_wake(e->loops[i]);
     pants__loop_wake(e->acceptor);

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "pants.h"
@@ -33,6 +34,8 @@ const char *pants_strerror(int err)
         return "success";
     if (err <= PANTS_EAI_ADDRFAMILY && err >= PANTS_EAI_TIMEOUT)
         return eai_names[-err - 3001];
+    if (err == INT_MIN)
+        return "unknown error"; /* -INT_MIN does not exist */
     if (err > 0)
         err = -err;
     name = strerrordesc_np(-err);

@@ -63,6 +63,22 @@ bool pants__loop_has_started(pants_loop_t *l)
     return started;
 }
 
+bool pants__loop_has_finished(pants_loop_t *l)
+{
+    pthread_mutex_lock(&l->queue_mu);
+    bool finished = l->finished;
+    pthread_mutex_unlock(&l->queue_mu);
+    return finished;
+}
+
+void pants__loop_wait_running(pants_loop_t *l)
+{
+    pthread_mutex_lock(&l->setup_mu);
+    while (!l->running)
+        pthread_cond_wait(&l->running_cv, &l->setup_mu);
+    pthread_mutex_unlock(&l->setup_mu);
+}
+
 int pants__loop_enter(pants_loop_t *l, const char *what)
 {
     if (current_loop == l)
@@ -187,7 +203,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
         fprintf(stderr, "pants: loop %u: eventfd read: %s\n", l->index, strerror(errno));
     run_tasks(l);
-    if (l->engine->stop && !l->stopping)
+    if (__atomic_load_n(&l->engine->stop, __ATOMIC_SEQ_CST) && !l->stopping)
         pants__loop_begin_stop(l);
     pants__loop_check_done(l);
 }
@@ -308,6 +324,7 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
     evtimer_assign(&l->shutdown_ev, l->base, on_shutdown_timeout, l);
     pthread_mutex_init(&l->queue_mu, NULL);
     pthread_mutex_init(&l->setup_mu, NULL);
+    pthread_cond_init(&l->running_cv, NULL);
     return l;
 
 free_base:
@@ -346,6 +363,7 @@ void pants__loop_free(pants_loop_t *l)
     event_base_free(l->base);
     pthread_mutex_destroy(&l->queue_mu);
     pthread_mutex_destroy(&l->setup_mu);
+    pthread_cond_destroy(&l->running_cv);
     free(l->queue.items);
     free(l->running_q.items);
     free(l->scratch);
@@ -359,6 +377,7 @@ void pants__loop_run(pants_loop_t *l)
     pthread_mutex_lock(&l->setup_mu);
     l->running = true;
     l->thread = pthread_self();
+    pthread_cond_broadcast(&l->running_cv);
     pthread_mutex_unlock(&l->setup_mu);
     event_active(&l->wake_ev, EV_READ, 0); /* run early posts, see a stop */
     while (!l->finished)

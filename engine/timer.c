@@ -3,7 +3,10 @@
  * A timer is a libevent timer event on one loop.  "Next iteration" is a
  * zero timeout, so a timer that re-arms itself every iteration lets the
  * loop poll in between instead of starving it.  Delays count from the call:
- * the base's cached time is refreshed before arming.  A timer may cancel
+ * the base's cached time is refreshed before arming.  libevent's clock is
+ * the coarse one, which lags by up to a tick, so a defer also remembers
+ * when it is due by CLOCK_MONOTONIC and waits out what a tick took off:
+ * it never runs early.  (A cycle keeps libevent's period.)  A timer may cancel
  * itself from inside its function; it is then freed once that returns.
  * Timers are inactive handles: they keep firing while a stopping loop
  * flushes its streams and are freed, without a call, when the loop ends.
@@ -12,6 +15,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "engine-internal.h"
 
@@ -27,6 +31,7 @@ struct pants_timer_s {
     pants_fn_t fn;          /* what to call */
     void *arg;              /* its argument */
     enum timer_kind kind;   /* once, every iteration or every interval */
+    uint64_t due_ns;        /* defer: CLOCK_MONOTONIC time it is due; 0 = any */
     bool in_fn;             /* fn is running now */
     bool cancelled;         /* cancelled from inside fn: free after it */
 };
@@ -46,6 +51,28 @@ static void timer_release(pants__handle_t *h)
 
 static const pants__handle_ops_t timer_ops = {"timer", NULL, NULL, timer_release};
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A defer fired before it was due: arm it again for the rest. */
+static bool rearmed_early(pants_timer_t *t)
+{
+    uint64_t now = t->due_ns ? monotonic_ns() : 0;
+    uint64_t us = now < t->due_ns ? (t->due_ns - now + 999) / 1000 : 0;
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+
+    if (us == 0)
+        return false;
+    event_base_update_cache_time(t->handle.loop->base);
+    event_add(&t->ev, &tv);
+    return true;
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     static const struct timeval zero = {0, 0};
@@ -53,6 +80,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (rearmed_early(t))
+        return;
     t->in_fn = true;
     t->fn(t->arg);
     t->in_fn = false;
@@ -72,6 +101,10 @@ static pants_timer_t *timer_new(pants_loop_t *l, enum timer_kind kind, uint64_t 
         errno = EINVAL;
         return NULL;
     }
+    if (pants__loop_has_finished(l)) {
+        errno = ESHUTDOWN;
+        return NULL;
+    }
     entered = pants__loop_enter(l, "pants_timer_*");
     if (entered < 0) {
         errno = -entered;
@@ -86,6 +119,8 @@ static pants_timer_t *timer_new(pants_loop_t *l, enum timer_kind kind, uint64_t 
     t->fn = fn;
     t->arg = arg;
     t->kind = kind;
+    if (kind == TIMER_ONCE && ms > 0) /* saturated: ~292 years is forever */
+        t->due_ns = ms < UINT64_MAX / 2000000u ? monotonic_ns() + ms * 1000000u : UINT64_MAX;
     event_assign(&t->ev, l->base, -1, kind == TIMER_CYCLE ? EV_PERSIST : 0, on_timer, t);
     pants__handle_start(&t->handle, l, &timer_ops, false);
     event_base_update_cache_time(l->base);
@@ -119,11 +154,13 @@ pants_timer_t *pants_timer_cycle(pants_loop_t *l, uint64_t interval_ms, pants_fn
 
 void pants_timer_cancel(pants_timer_t *t)
 {
+    pants_loop_t *l;
     int entered;
 
     if (t == NULL)
         return;
-    entered = pants__loop_enter(t->handle.loop, "pants_timer_cancel");
+    l = t->handle.loop; /* t may be freed below */
+    entered = pants__loop_enter(l, "pants_timer_cancel");
     if (entered < 0)
         return;
     if (t->in_fn) {
@@ -132,5 +169,5 @@ void pants_timer_cancel(pants_timer_t *t)
     } else {
         timer_free(t);
     }
-    pants__loop_leave(t->handle.loop, entered);
+    pants__loop_leave(l, entered);
 }
