@@ -9,6 +9,11 @@
  *
  * Results are always delivered from the loop, never inside the call that
  * asked, even when evdns answers at once (hosts file).
+ *
+ * Cancelling is asynchronous in evdns: its callback still comes once, later,
+ * with EVUTIL_EAI_CANCEL.  So a cancelled lookup stays allocated until then,
+ * as an active handle of its loop (a stopping loop waits for that call),
+ * and is freed there.
  */
 #include "config.h"
 
@@ -31,10 +36,11 @@ typedef struct resolver_s {
 } resolver_t;
 
 struct pants__resolve_s {
+    pants__handle_t handle;            /* active once cancelled, until evdns' last call */
     pants_loop_t *loop;                /* where cb runs */
     struct evdns_getaddrinfo_request *req; /* in flight, or NULL */
     struct event done_ev;              /* delivers the result from the loop */
-    pants__resolve_cb cb;              /* whom to tell */
+    pants__resolve_cb cb;              /* whom to tell; NULL once cancelled */
     void *arg;                         /* its argument */
     int err;                           /* result: 0 or PANTS_EAI_* */
     pants_addr_t addrs[MAX_ADDRS];     /* result addresses */
@@ -138,9 +144,11 @@ static void on_answer(int result, struct evutil_addrinfo *res, void *arg)
     pants__resolve_t *r = arg;
 
     r->req = NULL;
-    if (result == EVUTIL_EAI_CANCEL) {
+    if (r->cb == NULL) { /* cancelled: this was evdns' last word */
         if (res)
             evutil_freeaddrinfo(res);
+        pants__handle_finish(&r->handle);
+        free(r);
         return;
     }
     keep_answer(r, result, res);
@@ -203,12 +211,24 @@ pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16
     return r;
 }
 
+/* Loop teardown before evdns' last call came: free without a call. */
+static void cancelled_release(pants__handle_t *h)
+{
+    free(h);
+}
+
+static const pants__handle_ops_t cancelled_ops = {"resolve", NULL, NULL, cancelled_release};
+
 void pants__resolve_cancel(pants__resolve_t *r)
 {
     if (r == NULL)
         return;
-    if (r->req != NULL)
-        evdns_getaddrinfo_cancel(r->req);
-    event_del(&r->done_ev);
-    free(r);
+    if (r->req == NULL) { /* answered (or never asked): evdns is done with r */
+        event_del(&r->done_ev);
+        free(r);
+        return;
+    }
+    r->cb = NULL;
+    pants__handle_start(&r->handle, r->loop, &cancelled_ops, true);
+    evdns_getaddrinfo_cancel(r->req);
 }

@@ -61,6 +61,15 @@ struct pants_server_s {
 
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
 
+/* pants__loop_enter for the server calls that are legal from any thread: a
+ * running acceptor is reached by a post, without the misuse warning. */
+static int acceptor_enter(pants_loop_t *acceptor)
+{
+    if (!pants__loop_is_current(acceptor) && pants__loop_has_started(acceptor))
+        return -EPERM;
+    return pants__loop_enter(acceptor, "a pants_server call");
+}
+
 /* ---- References --------------------------------------------------------- */
 
 static void server_free(pants_server_t *srv)
@@ -187,6 +196,14 @@ static void defer(pants_server_t *srv, unsigned what)
     event_active(&srv->defer_ev, 0, 0);
 }
 
+/* A closed server waiting for the engine's end: only its memory is left. */
+static void closed_server_release(pants__handle_t *h)
+{
+    server_unref((pants_server_t *)h);
+}
+
+static const pants__handle_ops_t closed_server_ops = {"closed server", NULL, NULL, closed_server_release};
+
 static void server_on_deferred(evutil_socket_t fd, short what, void *arg)
 {
     pants_server_t *srv = arg;
@@ -200,8 +217,11 @@ static void server_on_deferred(evutil_socket_t fd, short what, void *arg)
     if (d & D_FINISH) {
         if (srv->cb.on_close)
             srv->cb.on_close(srv);
+        /* Closed for good, but the memory stays until the engine is freed,
+         * so the any-thread calls (broadcast, connections, close) made by
+         * a thread that has not heard of on_close yet stay harmless. */
         pants__handle_finish(&srv->handle);
-        server_unref(srv);
+        pants__handle_start(&srv->handle, srv->engine->acceptor, &closed_server_ops, false);
     }
 }
 
@@ -457,7 +477,7 @@ int pants_server_listen(pants_server_t *srv, const char *address, int backlog)
     pthread_mutex_unlock(&srv->mu);
     if (rc < 0)
         return rc;
-    entered = pants__loop_enter(acceptor, NULL);
+    entered = acceptor_enter(acceptor);
     if (entered >= 0) {
         arm(srv);
         pants__loop_leave(acceptor, entered);
@@ -520,7 +540,7 @@ void pants_server_close(pants_server_t *srv)
     if (srv == NULL)
         return;
     acceptor = srv->engine->acceptor;
-    entered = pants__loop_enter(acceptor, NULL);
+    entered = acceptor_enter(acceptor);
     if (entered >= 0) {
         server_close_on_acceptor(srv, true);
         pants__loop_leave(acceptor, entered);
@@ -617,7 +637,7 @@ pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks
         errno = EINVAL;
         return NULL;
     }
-    entered = pants__loop_enter(e->acceptor, NULL);
+    entered = acceptor_enter(e->acceptor);
     srv = calloc(1, sizeof(*srv));
     if (srv == NULL || (srv->heads = calloc(e->nloops, sizeof(*srv->heads))) == NULL) {
         free(srv);

@@ -46,10 +46,12 @@ enum stream_state {
 enum deferred {
     D_CONNECT_ERROR = 1, /* deliver connect_err */
     D_CLOSE = 2,         /* run on_close, release */
+    D_RESOLVE = 4,       /* ask the loop's resolver for host */
 };
 
 struct pants_stream_s {
     pants__handle_t handle;         /* on the loop's list (active) */
+    pants_loop_t *loop;             /* its loop; set once, read from any thread */
     int refs;                       /* references (atomic); the open stream holds one */
     enum stream_state state;        /* life cycle */
     int fd;                         /* the socket, or -1 */
@@ -68,18 +70,22 @@ struct pants_stream_s {
     size_t staged;                  /* bytes in the loop's write scratch (in_io only) */
     pants__framer_t framer;         /* the read delimiter */
     size_t read_limit;              /* most bytes that may wait for a frame */
+    char *host;                     /* name to look up (D_RESOLVE pending), or NULL */
+    uint16_t port;                  /* its port */
     pants__resolve_t *resolve;      /* lookup in flight */
     pants_addr_t *candidates;       /* addresses left to try after a failure */
     size_t ncandidates;             /* how many */
     bool in_io;                     /* its own I/O callback runs: writes are staged */
     bool ending;                    /* end(): close once everything is sent */
     bool want_on_write;             /* something was written since the last on_write */
+    bool hup_seen;                  /* the peer's FIN was signalled: a short read is not the end */
 };
 
 static void stream_on_io(evutil_socket_t fd, short what, void *arg);
 static void stream_flush(pants_stream_t *s);
 static void stream_close_now(pants_stream_t *s);
 static int stream_end(pants_stream_t *s);
+static void start_lookup(pants_stream_t *s);
 
 /* ---- References and accessors ------------------------------------------ */
 
@@ -107,8 +113,7 @@ void pants_stream_unref(pants_stream_t *s)
     if (s == NULL || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     /* Free on the owning loop; if it is gone, nobody else can race us. */
-    if (pants__loop_is_current(s->handle.loop) ||
-        pants__loop_post(s->handle.loop, free_task, s, NULL, 0) < 0)
+    if (pants__loop_is_current(s->loop) || pants__loop_post(s->loop, free_task, s, NULL, 0) < 0)
         stream_free(s);
 }
 
@@ -135,7 +140,7 @@ void pants_stream_set_callbacks(pants_stream_t *s, const pants_stream_callbacks_
 
 pants_loop_t *pants_stream_loop(const pants_stream_t *s)
 {
-    return s ? s->handle.loop : NULL;
+    return s ? s->loop : NULL;
 }
 
 pants_server_t *pants_stream_server(const pants_stream_t *s)
@@ -211,6 +216,8 @@ static void release_io(pants_stream_t *s)
     free(s->candidates);
     s->candidates = NULL;
     s->ncandidates = 0;
+    free(s->host);
+    s->host = NULL;
 }
 
 /* The last step: on_close, then the stream leaves its loop and server. */
@@ -237,8 +244,24 @@ static void stream_close_now(pants_stream_t *s)
     s->state = S_CLOSED;
     s->staged = 0;
     s->deferred = 0;
+    if (s->out)
+        evbuffer_drain(s->out, evbuffer_get_length(s->out)); /* queued data is dropped */
     release_io(s);
     defer(s, D_CLOSE);
+}
+
+/* The connect failed for good: on_connect_error, after which the stream
+ * may connect again; without one it closes, and so does a stream that was
+ * ended meanwhile (end promised on_close). */
+static void connect_error(pants_stream_t *s, int err)
+{
+    bool keep = s->cb.on_connect_error != NULL && !s->ending;
+
+    s->state = S_NEW;
+    if (s->cb.on_connect_error)
+        s->cb.on_connect_error(s, err);
+    if (!keep)
+        stream_close_now(s);
 }
 
 static void stream_on_deferred(evutil_socket_t fd, short what, void *arg)
@@ -253,13 +276,10 @@ static void stream_on_deferred(evutil_socket_t fd, short what, void *arg)
         finish_close(s);
         return;
     }
-    if ((d & D_CONNECT_ERROR) && s->state == S_CONNECTING) {
-        s->state = S_NEW;
-        if (s->cb.on_connect_error)
-            s->cb.on_connect_error(s, s->connect_err);
-        else
-            stream_close_now(s);
-    }
+    if ((d & D_CONNECT_ERROR) && s->state == S_CONNECTING)
+        connect_error(s, s->connect_err);
+    if ((d & D_RESOLVE) && s->state == S_RESOLVING)
+        start_lookup(s);
 }
 
 /* An I/O error other than EOF or reset: tell the application, then close. */
@@ -287,14 +307,14 @@ void pants_stream_close(pants_stream_t *s)
 
     if (s == NULL)
         return;
-    entered = pants__loop_enter(s->handle.loop, "pants_stream_close");
+    entered = pants__loop_enter(s->loop, "pants_stream_close");
     if (entered < 0) {
         /* Misuse, but closing must not be lost: hand it to the owner. */
         pants_stream_post(s, close_posted, NULL);
         return;
     }
     stream_close_now(s);
-    pants__loop_leave(s->handle.loop, entered);
+    pants__loop_leave(s->loop, entered);
 }
 
 /* ---- Handle operations (engine stop) ------------------------------------ */
@@ -356,7 +376,7 @@ static void register_task(void *a, void *b, uintptr_t c)
 
     (void)b;
     (void)c;
-    pants__handle_start(&s->handle, s->handle.loop, &stream_ops, true);
+    pants__handle_start(&s->handle, s->loop, &stream_ops, true);
 }
 
 pants_stream_t *pants_stream_new(pants_loop_t *l, const pants_stream_callbacks_t *cb, void *data)
@@ -371,9 +391,14 @@ pants_stream_t *pants_stream_new(pants_loop_t *l, const pants_stream_callbacks_t
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
-    s->handle.loop = l;
+    s->loop = l;
     stream_init(s, l, cb, data);
-    entered = pants__loop_enter(l, "pants_stream_new");
+    /* Legal from any thread: a running loop is reached by a post, without
+     * pants__loop_enter's misuse warning. */
+    if (!pants__loop_is_current(l) && pants__loop_has_started(l))
+        entered = -EPERM;
+    else
+        entered = pants__loop_enter(l, "pants_stream_new");
     if (entered >= 0) {
         pants__handle_start(&s->handle, l, &stream_ops, true);
         pants__loop_leave(l, entered);
@@ -393,8 +418,10 @@ pants_stream_t *pants_stream_new(pants_loop_t *l, const pants_stream_callbacks_t
 /* Start the I/O event of a socket that is connecting or connected. */
 static void watch_fd(pants_stream_t *s, int fd)
 {
+    short what = EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED;
+
     s->fd = fd;
-    event_assign(&s->ev, s->handle.loop->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET, stream_on_io, s);
+    event_assign(&s->ev, s->loop->base, fd, what, stream_on_io, s);
     event_add(&s->ev, NULL);
 }
 
@@ -416,7 +443,7 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
         pants__server_conn_closed(srv, NULL);
         return;
     }
-    s->handle.loop = l;
+    s->loop = l;
     stream_init(s, l, pants__server_conn_callbacks(srv), NULL);
     s->server = srv;
     s->state = S_OPEN;
@@ -477,11 +504,7 @@ static void try_next_or_fail(pants_stream_t *s, int err)
         connect_to(s, &a);
         return;
     }
-    s->state = S_NEW;
-    if (s->cb.on_connect_error)
-        s->cb.on_connect_error(s, err);
-    else
-        stream_close_now(s);
+    connect_error(s, err);
 }
 
 static void on_resolved(int err, const pants_addr_t *addrs, size_t n, void *arg)
@@ -499,6 +522,15 @@ static void on_resolved(int err, const pants_addr_t *addrs, size_t n, void *arg)
     if (s->candidates)
         memcpy(s->candidates, addrs, n * sizeof(*addrs));
     try_next_or_fail(s, PANTS_EAI_MEMORY);
+}
+
+static void start_lookup(pants_stream_t *s)
+{
+    s->resolve = pants__resolve_start(s->loop, s->host, s->port, SOCK_STREAM, on_resolved, s);
+    free(s->host);
+    s->host = NULL;
+    if (s->resolve == NULL)
+        connect_error(s, PANTS_EAI_MEMORY);
 }
 
 /* The socket of a connecting stream became ready: did the connect work? */
@@ -557,10 +589,14 @@ static int stream_connect(pants_stream_t *s, const char *address)
         connect_to(s, &a);
         return 0;
     }
-    s->resolve = pants__resolve_start(s->handle.loop, host, port, SOCK_STREAM, on_resolved, s);
-    if (s->resolve == NULL)
+    /* The resolver is the loop's: it is asked from the loop once that runs
+     * (a lookup started before would stay in evdns if it never runs). */
+    s->host = strdup(host);
+    if (s->host == NULL)
         return -ENOMEM;
+    s->port = port;
     s->state = S_RESOLVING;
+    defer(s, D_RESOLVE);
     return 0;
 }
 
@@ -570,11 +606,11 @@ int pants_stream_connect(pants_stream_t *s, const char *address)
 
     if (s == NULL || address == NULL)
         return -EINVAL;
-    entered = pants__loop_enter(s->handle.loop, "pants_stream_connect");
+    entered = pants__loop_enter(s->loop, "pants_stream_connect");
     if (entered < 0)
         return entered;
     rc = stream_connect(s, address);
-    pants__loop_leave(s->handle.loop, entered);
+    pants__loop_leave(s->loop, entered);
     return rc;
 }
 
@@ -671,7 +707,7 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
     *direct = s->in == NULL || evbuffer_get_length(s->in) == 0 || s->ending;
     if (*direct) {
         *asked = PANTS__SCRATCH_SIZE;
-        n = read(s->fd, s->handle.loop->scratch, *asked);
+        n = read(s->fd, s->loop->scratch, *asked);
         return n < 0 ? -errno : n;
     }
     if (evbuffer_reserve_space(s->in, 16384, &vec, 1) < 1)
@@ -683,6 +719,15 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
     vec.iov_len = (size_t)n;
     evbuffer_commit_space(s->in, &vec, 1);
     return n;
+}
+
+/* Edge-triggered: a short read means the socket is drained, except that a
+ * FIN which came with the data gives no edge of its own.  So once the
+ * backend signalled it (EV_CLOSED), or if it cannot, read on until the
+ * kernel says EAGAIN or EOF. */
+static bool must_drain(const pants_stream_t *s)
+{
+    return s->hup_seen || !(event_base_get_features(s->loop->base) & EV_FEATURE_EARLY_CLOSE);
 }
 
 static void stream_read(pants_stream_t *s)
@@ -711,10 +756,10 @@ static void stream_read(pants_stream_t *s)
         if (s->ending)
             ; /* ending: what arrives now is dropped */
         else if (direct)
-            deliver_fresh(s, s->handle.loop->scratch, (size_t)n);
+            deliver_fresh(s, s->loop->scratch, (size_t)n);
         else
             deliver_buffered(s);
-        if (s->state != S_OPEN || (size_t)n < asked)
+        if (s->state != S_OPEN || ((size_t)n < asked && !must_drain(s)))
             return;
     }
     event_active(&s->ev, EV_READ, 0); /* more is there: after the others */
@@ -739,7 +784,7 @@ static int unstage(pants_stream_t *s)
     int rc = ensure_out(s);
 
     if (rc == 0 && s->staged > 0) {
-        rc = evbuffer_add(s->out, s->handle.loop->wscratch, s->staged) < 0 ? -ENOMEM : 0;
+        rc = evbuffer_add(s->out, s->loop->wscratch, s->staged) < 0 ? -ENOMEM : 0;
         s->staged = 0;
     }
     return rc;
@@ -769,7 +814,7 @@ static int stream_write(pants_stream_t *s, const void *data, size_t len)
     s->want_on_write = true;
     if (s->in_io && s->state == S_OPEN && (s->out == NULL || evbuffer_get_length(s->out) == 0) &&
         s->staged + len <= STAGE_MAX) {
-        memcpy(s->handle.loop->wscratch + s->staged, data, len);
+        memcpy(s->loop->wscratch + s->staged, data, len);
         s->staged += len;
         return 0;
     }
@@ -786,11 +831,11 @@ int pants_stream_write(pants_stream_t *s, const void *data, size_t len)
 
     if (s == NULL || (data == NULL && len > 0))
         return -EINVAL;
-    entered = pants__loop_enter(s->handle.loop, "pants_stream_write");
+    entered = pants__loop_enter(s->loop, "pants_stream_write");
     if (entered < 0)
         return entered;
     rc = stream_write(s, data, len);
-    pants__loop_leave(s->handle.loop, entered);
+    pants__loop_leave(s->loop, entered);
     return rc;
 }
 
@@ -843,18 +888,18 @@ int pants_stream_write_file(pants_stream_t *s, int fd, off_t offset, size_t nbyt
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
-    entered = pants__loop_enter(s->handle.loop, "pants_stream_write_file");
+    entered = pants__loop_enter(s->loop, "pants_stream_write_file");
     if (entered < 0)
         return entered;
     rc = stream_write_file(s, fd, offset, nbytes);
-    pants__loop_leave(s->handle.loop, entered);
+    pants__loop_leave(s->loop, entered);
     return rc;
 }
 
 /* Send the staged bytes with one send(); what is left waits in out. */
 static int send_staged(pants_stream_t *s)
 {
-    ssize_t n = send(s->fd, s->handle.loop->wscratch, s->staged, MSG_NOSIGNAL);
+    ssize_t n = send(s->fd, s->loop->wscratch, s->staged, MSG_NOSIGNAL);
 
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR)
@@ -865,7 +910,7 @@ static int send_staged(pants_stream_t *s)
         s->staged = 0;
         return 0;
     }
-    memmove(s->handle.loop->wscratch, s->handle.loop->wscratch + n, s->staged - (size_t)n);
+    memmove(s->loop->wscratch, s->loop->wscratch + n, s->staged - (size_t)n);
     s->staged -= (size_t)n;
     return unstage(s);
 }
@@ -925,7 +970,9 @@ static void stream_on_io(evutil_socket_t fd, short what, void *arg)
     if (s->state == S_CONNECTING && !connect_finished(s))
         return;
     s->in_io = true;
-    if (what & EV_READ)
+    if (what & EV_CLOSED)
+        s->hup_seen = true;
+    if (what & (EV_READ | EV_CLOSED))
         stream_read(s);
     if (s->state == S_OPEN)
         stream_flush(s);
@@ -958,11 +1005,11 @@ int pants_stream_end(pants_stream_t *s)
 
     if (s == NULL)
         return -EINVAL;
-    entered = pants__loop_enter(s->handle.loop, "pants_stream_end");
+    entered = pants__loop_enter(s->loop, "pants_stream_end");
     if (entered < 0)
         return entered;
     rc = stream_end(s);
-    pants__loop_leave(s->handle.loop, entered);
+    pants__loop_leave(s->loop, entered);
     return rc;
 }
 
@@ -981,13 +1028,13 @@ static void delimiter_changed(pants_stream_t *s)
         int entered_, rc_;                                                                                     \
         if ((s) == NULL)                                                                                       \
             return -EINVAL;                                                                                    \
-        entered_ = pants__loop_enter((s)->handle.loop, what);                                                  \
+        entered_ = pants__loop_enter((s)->loop, what);                                                         \
         if (entered_ < 0)                                                                                      \
             return entered_;                                                                                   \
         rc_ = (expr);                                                                                          \
         if (rc_ == 0)                                                                                          \
             delimiter_changed(s);                                                                              \
-        pants__loop_leave((s)->handle.loop, entered_);                                                         \
+        pants__loop_leave((s)->loop, entered_);                                                                \
         return rc_;                                                                                            \
     } while (0)
 
@@ -1057,7 +1104,7 @@ int pants_stream_post(pants_stream_t *s, void (*fn)(pants_stream_t *, void *), v
     if (s == NULL || fn == NULL)
         return -EINVAL;
     pants_stream_ref(s);
-    rc = pants__loop_post(s->handle.loop, stream_post_task, s, u.p, (uintptr_t)arg);
+    rc = pants__loop_post(s->loop, stream_post_task, s, u.p, (uintptr_t)arg);
     if (rc < 0)
         pants_stream_unref(s);
     return rc;

@@ -122,7 +122,8 @@ int pants__loop_post(pants_loop_t *l, pants__task_fn fn, void *a, void *b, uintp
 /* May the calling thread act on l now?  0: it is l's thread.  1: another
  * thread before l runs; l's setup lock is now held, release it with
  * pants__loop_leave.  -EPERM: another thread while l runs (debug builds say
- * so loudly, naming what).  Any thread. */
+ * so loudly, naming what; what NULL: the caller may be any thread and will
+ * post instead, so nothing is said).  Any thread. */
 int pants__loop_enter(pants_loop_t *l, const char *what);
 void pants__loop_leave(pants_loop_t *l, int entered);
 

@@ -88,10 +88,11 @@ int pants__loop_enter(pants_loop_t *l, const char *what)
         return 1;
     pthread_mutex_unlock(&l->setup_mu);
 #ifdef PANTS_DEBUG
-    fprintf(stderr,
-            "pants: THREAD MISUSE: %s called on a thread that does not run "
-            "loop %u; post it with pants_loop_post or pants_stream_post\n",
-            what, l->index);
+    if (what != NULL) /* NULL: a call that may come from any thread */
+        fprintf(stderr,
+                "pants: THREAD MISUSE: %s called on a thread that does not run "
+                "loop %u; post it with pants_loop_post or pants_stream_post\n",
+                what, l->index);
 #else
     (void)what;
 #endif
