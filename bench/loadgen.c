@@ -1,0 +1,1023 @@
+/* loadgen.c -- the load generator of the pants benchmarks.
+ *
+ * Drives an echo server over many connections and reports what a user of
+ * the server would feel: messages per second, MB per second, latency
+ * percentiles and every error.  It is written on plain epoll, one loop per
+ * thread, so that it measures the server and not a second copy of the thing
+ * being measured (it uses neither pants nor libevent).
+ *
+ * Four modes:
+ *   closed loop (default)  each connection keeps --pipeline messages in
+ *                          flight; latency runs from the actual send.
+ *   open loop (--rate R)   R messages per second in total, each due at a
+ *                          fixed time; latency runs from that intended time,
+ *                          so a stalled server cannot hide its stall by
+ *                          slowing the sender down (coordinated omission).
+ *   churn (--churn)        connect, send one message, read the echo, close,
+ *                          again; reports connections per second.
+ *   idle (--idle N)        open N connections, send nothing, hold them; says
+ *                          on stderr once all are open, reports how many
+ *                          stayed open (bench/run reads server memory then).
+ *
+ * Every echoed byte is checked.  Byte o of a connection's stream is a pure
+ * function of the connection, the message and the offset in it (a printable
+ * pattern, rotated per message), so nothing is stored to verify it and a
+ * server that mixes up, drops, repeats or reorders bytes is caught.  With
+ * --line the pattern holds no '\n' and every message ends in one.
+ *
+ * Latency goes into a log-bucketed histogram written here (the HdrHistogram
+ * layout: 128 linear sub-buckets per power of two, under 1% error), one per
+ * thread, merged at the end.  Figures count only the measured window, after
+ * --warmup.  The loadgen shares the machine with the server, so it reads
+ * into a big buffer, once per readiness, and writes each connection's due
+ * messages with one send.
+ */
+/* epoll_pwait2 (AM_CPPFLAGS sets it too; this is for hand builds). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBUF_SIZE      (256 * 1024) /* bytes per read */
+#define WBUF_SIZE      (256 * 1024) /* bytes per send */
+#define MAX_EVENTS     256          /* events per epoll wait */
+#define MAX_CONNECTING 64           /* connects in flight per thread */
+#define TICK_NS        10000000u    /* longest sleep: how soon the end is noticed */
+#define PAT_PERIOD     4093u        /* distinct message start offsets (prime) */
+#define PAT_STEP       977u         /* rotation of the pattern per message */
+#define MAX_SIZE       (16u << 20)  /* largest --size */
+#define MAX_REPORTED   5            /* mismatches described on stderr */
+
+#define HIST_SUB_BITS 7
+#define HIST_SUB      (1u << HIST_SUB_BITS)
+#define HIST_BUCKETS  ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
+
+enum mode { MODE_CLOSED, MODE_OPEN, MODE_CHURN, MODE_IDLE };
+
+enum conn_state { CS_NEW, CS_CONNECTING, CS_ACTIVE, CS_DEAD };
+
+/* Latencies in nanoseconds, log-bucketed. */
+struct hist {
+    uint64_t count;                /* values recorded */
+    uint64_t sum;                  /* their sum, for the mean */
+    uint64_t max;                  /* the largest, exactly */
+    uint64_t bucket[HIST_BUCKETS]; /* values per bucket */
+};
+
+/* What one thread counted in the measured window (errors: always). */
+struct stats {
+    uint64_t msgs;         /* messages echoed and verified */
+    uint64_t conns;        /* --churn: connect/echo/close cycles done */
+    uint64_t open;         /* connections open at the end */
+    uint64_t err_connect;  /* connects that failed */
+    uint64_t err_mismatch; /* echoed bytes that were wrong or unasked for */
+    uint64_t err_closed;   /* connections the server closed */
+    uint64_t err_io;       /* other socket errors */
+    struct hist hist;      /* latency of the messages counted */
+};
+
+/* One connection (in --churn, one slot that reconnects). */
+struct conn {
+    int fd;                /* the socket, -1 when none */
+    enum conn_state state; /* where it is in its life */
+    uint32_t index;        /* its place in its thread's array */
+    uint32_t gen;          /* bumped per socket: spots stale events */
+    uint32_t events;       /* epoll events registered, 0 when not added */
+    uint32_t id;           /* global number: picks its byte pattern */
+    uint32_t seed;         /* pattern offset derived from id */
+    bool counted;          /* its first connect has been settled */
+    bool dirty;            /* --rate: on the thread's list to flush */
+    uint64_t due;          /* messages that should be sent by now */
+    uint64_t sent;         /* bytes sent */
+    uint64_t rcvd;         /* bytes received and verified */
+    uint64_t t_start;      /* when its current connect began */
+    uint64_t *stamp;       /* closed loop: send time per in-flight slot */
+};
+
+/* One load thread with its own epoll loop. */
+struct thread {
+    pthread_t tid;       /* the thread */
+    int epfd;            /* its epoll set */
+    struct conn *conns;  /* its connections */
+    uint32_t nconns;     /* how many */
+    uint32_t next_conn;  /* next one to connect at start-up */
+    uint32_t connecting; /* connects in flight */
+    char *rbuf;          /* read buffer */
+    char *wbuf;          /* send buffer, filled from the pattern */
+    struct conn **dirty; /* --rate: connections with newly due messages */
+    uint32_t ndirty;     /* entries in dirty */
+    struct conn **retry; /* --churn: failed slots to reconnect */
+    uint32_t nretry;     /* entries in retry */
+    double ns_per_msg;   /* --rate: this thread's interval between messages */
+    uint64_t sched_next; /* --rate: the next message of its schedule */
+    struct stats st;     /* what it measured */
+};
+
+/* Options and shared run state. */
+static struct {
+    struct sockaddr_storage addr; /* --connect */
+    socklen_t addr_len;           /* bytes of addr in use */
+    const char *target;           /* --connect as given */
+    enum mode mode;               /* what to do */
+    uint32_t conns;               /* --connections, or --idle N */
+    uint32_t idle;                /* --idle N */
+    uint32_t threads;             /* --threads */
+    uint32_t size;                /* --size: bytes per message */
+    uint32_t pipeline;            /* --pipeline: messages in flight */
+    double rate;                  /* --rate: messages per second, all told */
+    double duration;              /* --duration, seconds */
+    double warmup;                /* --warmup, seconds */
+    bool line;                    /* --line: messages end in '\n' */
+    bool json;                    /* --json: one JSON object on stdout */
+    char *pattern;                /* PAT_PERIOD + size printable bytes */
+    uint64_t t_begin;             /* when the threads started */
+    uint64_t t_measure;           /* start of the measured window */
+    uint64_t t_end;               /* planned end of the window */
+    uint64_t t_stop;              /* actual end (earlier on a signal) */
+    atomic_int stop;              /* set by SIGINT/SIGTERM or at the end */
+    atomic_uint settled;          /* first connects finished, either way */
+    atomic_uint opened;           /* first connects that succeeded */
+    atomic_uint reported;         /* mismatches described so far */
+} g = {.conns = 50, .threads = 1, .size = 64, .pipeline = 1, .duration = 10};
+
+/* ---- Histogram -------------------------------------------------------- */
+
+static unsigned hist_index(uint64_t v)
+{
+    unsigned shift;
+
+    if (v < 2 * HIST_SUB)
+        return (unsigned)v;
+    shift = (unsigned)(63 - __builtin_clzll(v)) - HIST_SUB_BITS;
+    return shift * HIST_SUB + (unsigned)(v >> shift);
+}
+
+/* The highest value that lands in bucket i. */
+static uint64_t hist_top(unsigned i)
+{
+    unsigned shift;
+    uint64_t sub;
+
+    if (i < 2 * HIST_SUB)
+        return i;
+    shift = i / HIST_SUB - 1;
+    sub = i - shift * HIST_SUB;
+    return ((sub + 1) << shift) - 1;
+}
+
+static void hist_add(struct hist *h, uint64_t v)
+{
+    h->bucket[hist_index(v)]++;
+    h->count++;
+    h->sum += v;
+    if (v > h->max)
+        h->max = v;
+}
+
+static void hist_merge(struct hist *into, const struct hist *h)
+{
+    unsigned i;
+
+    for (i = 0; i < HIST_BUCKETS; i++)
+        into->bucket[i] += h->bucket[i];
+    into->count += h->count;
+    into->sum += h->sum;
+    if (h->max > into->max)
+        into->max = h->max;
+}
+
+/* The value below which pct percent of the recorded values fall. */
+static uint64_t hist_percentile(const struct hist *h, double pct)
+{
+    uint64_t want = (uint64_t)ceil(pct / 100.0 * (double)h->count), seen = 0;
+    unsigned i;
+
+    if (want == 0)
+        want = 1;
+    for (i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->bucket[i];
+        if (seen >= want)
+            return hist_top(i) < h->max ? hist_top(i) : h->max;
+    }
+    return h->max;
+}
+
+/* ---- Payload ---------------------------------------------------------- */
+
+/* Printable bytes, never '\n', from a fixed generator: same in every run. */
+static int pattern_init(void)
+{
+    size_t i, n = PAT_PERIOD + g.size;
+    uint32_t x = 2463534242u;
+
+    g.pattern = malloc(n);
+    if (g.pattern == NULL)
+        return -ENOMEM;
+    for (i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        g.pattern[i] = (char)('!' + x % 94);
+    }
+    return 0;
+}
+
+/* The bytes of message m of c (its last byte is '\n' with --line). */
+static const char *msg_bytes(const struct conn *c, uint64_t m)
+{
+    return g.pattern + (c->seed + m * PAT_STEP) % PAT_PERIOD;
+}
+
+/* Write the n stream bytes of c from offset off into dst. */
+static void fill(char *dst, const struct conn *c, uint64_t off, size_t n)
+{
+    while (n > 0) {
+        uint64_t m = off / g.size;
+        size_t i = (size_t)(off % g.size);
+        size_t len = g.size - i < n ? g.size - i : n;
+
+        memcpy(dst, msg_bytes(c, m) + i, len);
+        if (g.line && i + len == g.size)
+            dst[len - 1] = '\n';
+        dst += len;
+        off += len;
+        n -= len;
+    }
+}
+
+/* Whether the n bytes at src are the stream of c from offset off. */
+static bool verify(const struct conn *c, uint64_t off, const char *src, size_t n)
+{
+    while (n > 0) {
+        uint64_t m = off / g.size;
+        size_t i = (size_t)(off % g.size);
+        size_t len = g.size - i < n ? g.size - i : n;
+        size_t body = len;
+
+        if (g.line && i + len == g.size) {
+            if (src[len - 1] != '\n')
+                return false;
+            body--;
+        }
+        if (memcmp(src, msg_bytes(c, m) + i, body) != 0)
+            return false;
+        src += len;
+        off += len;
+        n -= len;
+    }
+    return true;
+}
+
+/* ---- Connections ------------------------------------------------------ */
+
+static bool measuring(uint64_t now)
+{
+    return now >= g.t_measure && now < g.t_end;
+}
+
+static uint64_t epoll_tag(const struct conn *c)
+{
+    return (uint64_t)c->gen << 32 | c->index;
+}
+
+/* Register exactly events (EPOLLIN, EPOLLOUT) for c. */
+static void conn_watch(struct thread *th, struct conn *c, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = epoll_tag(c)};
+
+    if (events == c->events)
+        return;
+    epoll_ctl(th->epfd, c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev);
+    c->events = events;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->events = 0;
+    c->gen++;
+}
+
+/* Count the end of c's first connect attempt; with --idle, say once on
+ * stderr when every connection has got that far. */
+static void conn_settle(struct conn *c, bool ok)
+{
+    unsigned n;
+
+    if (c->counted)
+        return;
+    c->counted = true;
+    if (ok)
+        atomic_fetch_add(&g.opened, 1);
+    n = atomic_fetch_add(&g.settled, 1) + 1;
+    if (g.mode == MODE_IDLE && n == g.conns)
+        fprintf(stderr, "loadgen: idle: %u of %u connections open\n", atomic_load(&g.opened), g.conns);
+}
+
+/* c failed; count it in *counter.  Churn slots start over from the thread
+ * loop (never from here: a connect that fails at once would recurse). */
+static void conn_fail(struct thread *th, struct conn *c, uint64_t *counter)
+{
+    (*counter)++;
+    if (c->state == CS_CONNECTING)
+        th->connecting--;
+    conn_settle(c, false);
+    conn_close(c);
+    c->state = CS_DEAD;
+    if (g.mode == MODE_CHURN)
+        th->retry[th->nretry++] = c;
+}
+
+/* Send what is due and not sent yet.  0, or -1 when c failed. */
+static int conn_flush(struct thread *th, struct conn *c)
+{
+    uint64_t want = c->due * g.size;
+
+    while (c->sent < want) {
+        size_t n = want - c->sent < WBUF_SIZE ? (size_t)(want - c->sent) : WBUF_SIZE;
+        ssize_t w;
+
+        fill(th->wbuf, c, c->sent, n);
+        w = send(c->fd, th->wbuf, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            break;
+        if (w < 0) {
+            conn_fail(th, c, errno == EPIPE || errno == ECONNRESET ? &th->st.err_closed : &th->st.err_io);
+            return -1;
+        }
+        c->sent += (uint64_t)w;
+        if ((size_t)w < n)
+            break;
+    }
+    conn_watch(th, c, EPOLLIN | (c->sent < want ? EPOLLOUT : 0));
+    return 0;
+}
+
+/* When message m of c was sent (closed loop, churn) or due (open loop). */
+static uint64_t msg_time(const struct thread *th, const struct conn *c, uint64_t m)
+{
+    if (g.mode == MODE_OPEN)
+        return g.t_begin + (uint64_t)((double)(m * th->nconns + c->index) * th->ns_per_msg);
+    if (g.mode == MODE_CHURN)
+        return c->t_start;
+    return c->stamp[m % g.pipeline];
+}
+
+static void conn_connect(struct thread *th, struct conn *c);
+
+/* --churn: one cycle done; count it and start the next. */
+static void churn_next(struct thread *th, struct conn *c, bool counted)
+{
+    if (counted)
+        th->st.conns++;
+    conn_close(c);
+    c->state = CS_DEAD;
+    c->id += g.conns;
+    conn_connect(th, c);
+}
+
+/* Messages [from, to) of c came back whole. */
+static void conn_complete(struct thread *th, struct conn *c, uint64_t from, uint64_t to)
+{
+    uint64_t now = bench_now_ns(), m;
+    bool on = measuring(now);
+
+    for (m = from; m < to; m++) {
+        uint64_t t = msg_time(th, c, m);
+        if (on) {
+            hist_add(&th->st.hist, now > t ? now - t : 0);
+            th->st.msgs++;
+        }
+        if (g.mode == MODE_CLOSED)
+            c->stamp[m % g.pipeline] = now;
+    }
+    if (g.mode == MODE_CLOSED) {
+        c->due += to - from;
+        conn_flush(th, c);
+    } else if (g.mode == MODE_CHURN) {
+        churn_next(th, c, on);
+    }
+}
+
+static void report_mismatch(const struct conn *c, uint64_t off, ssize_t n)
+{
+    if (atomic_fetch_add(&g.reported, 1) >= MAX_REPORTED)
+        return;
+    if (c->rcvd + (uint64_t)n > c->sent)
+        fprintf(stderr, "loadgen: connection %u: %zd bytes at offset %llu, only %llu sent\n", c->id, n,
+                (unsigned long long)off, (unsigned long long)c->sent);
+    else
+        fprintf(stderr, "loadgen: connection %u: wrong bytes within offsets %llu..%llu\n", c->id,
+                (unsigned long long)off, (unsigned long long)(off + (uint64_t)n));
+}
+
+/* One read of c's echo, verified. */
+static void conn_read(struct thread *th, struct conn *c)
+{
+    ssize_t r = read(c->fd, th->rbuf, RBUF_SIZE);
+    uint64_t before, after;
+
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (r <= 0) {
+        conn_fail(th, c, r == 0 || errno == ECONNRESET ? &th->st.err_closed : &th->st.err_io);
+        return;
+    }
+    if (c->rcvd + (uint64_t)r > c->sent || !verify(c, c->rcvd, th->rbuf, (size_t)r)) {
+        report_mismatch(c, c->rcvd, r);
+        conn_fail(th, c, &th->st.err_mismatch);
+        return;
+    }
+    before = c->rcvd / g.size;
+    c->rcvd += (uint64_t)r;
+    after = c->rcvd / g.size;
+    if (after > before)
+        conn_complete(th, c, before, after);
+}
+
+/* c's connect succeeded: start its traffic. */
+static void conn_established(struct thread *th, struct conn *c)
+{
+    uint32_t i;
+
+    c->state = CS_ACTIVE;
+    conn_settle(c, true);
+    if (g.mode == MODE_IDLE) {
+        conn_watch(th, c, EPOLLIN);
+        return;
+    }
+    if (g.mode == MODE_CLOSED) {
+        uint64_t now = bench_now_ns();
+        for (i = 0; i < g.pipeline; i++)
+            c->stamp[i] = now;
+        c->due = g.pipeline;
+    } else if (g.mode == MODE_CHURN) {
+        c->due = 1;
+    }
+    conn_flush(th, c);
+}
+
+static int conn_socket(void)
+{
+    int fd, flags = SOCK_CLOEXEC;
+
+    /* A Unix connect does not wait for the server: make it blocking. */
+    if (g.addr.ss_family != AF_UNIX)
+        flags |= SOCK_NONBLOCK;
+    fd = socket(g.addr.ss_family, SOCK_STREAM | flags, 0);
+    if (fd >= 0 && g.addr.ss_family != AF_UNIX)
+        bench_set_nodelay(fd);
+    return fd;
+}
+
+static void conn_connect(struct thread *th, struct conn *c)
+{
+    if (atomic_load(&g.stop))
+        return;
+    c->fd = conn_socket();
+    /* With --rate, due already counts the schedule from the start. */
+    if (g.mode != MODE_OPEN)
+        c->due = 0;
+    c->sent = c->rcvd = 0;
+    c->seed = (uint32_t)(((uint64_t)c->id * 2654435761u) % PAT_PERIOD);
+    c->t_start = bench_now_ns();
+    c->state = CS_CONNECTING;
+    th->connecting++;
+    if (c->fd < 0) {
+        conn_fail(th, c, &th->st.err_connect);
+        return;
+    }
+    if (connect(c->fd, (struct sockaddr *)&g.addr, g.addr_len) == 0) {
+        if (g.addr.ss_family == AF_UNIX)
+            fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+        th->connecting--;
+        conn_established(th, c);
+    } else if (errno == EINPROGRESS) {
+        conn_watch(th, c, EPOLLOUT);
+    } else {
+        conn_fail(th, c, &th->st.err_connect);
+    }
+}
+
+/* Start connects until MAX_CONNECTING are in flight. */
+static void thread_connect_more(struct thread *th)
+{
+    while (th->next_conn < th->nconns && th->connecting < MAX_CONNECTING && !atomic_load(&g.stop))
+        conn_connect(th, &th->conns[th->next_conn++]);
+}
+
+/* A connect in progress finished, one way or the other. */
+static void conn_connected(struct thread *th, struct conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err != 0) {
+        conn_fail(th, c, &th->st.err_connect);
+    } else {
+        th->connecting--;
+        conn_established(th, c);
+    }
+    thread_connect_more(th);
+}
+
+static void conn_event(struct thread *th, uint64_t tag, uint32_t events)
+{
+    struct conn *c = &th->conns[(uint32_t)tag];
+    uint32_t gen = (uint32_t)(tag >> 32);
+
+    if (c->gen != gen)
+        return;
+    if (c->state == CS_CONNECTING) {
+        conn_connected(th, c);
+        return;
+    }
+    if (c->state == CS_ACTIVE && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        conn_read(th, c);
+    if (c->gen == gen && c->state == CS_ACTIVE && (events & EPOLLOUT))
+        conn_flush(th, c);
+}
+
+/* ---- Threads ---------------------------------------------------------- */
+
+/* --rate: hand out the messages due by now; returns when the next is due. */
+static uint64_t thread_schedule(struct thread *th, uint64_t now)
+{
+    uint64_t kdue = (uint64_t)((double)(now - g.t_begin) / th->ns_per_msg) + 1;
+    uint32_t i;
+
+    for (; th->sched_next < kdue; th->sched_next++) {
+        struct conn *c = &th->conns[th->sched_next % th->nconns];
+        c->due++;
+        if (!c->dirty && c->state == CS_ACTIVE) {
+            c->dirty = true;
+            th->dirty[th->ndirty++] = c;
+        }
+    }
+    for (i = 0; i < th->ndirty; i++) {
+        th->dirty[i]->dirty = false;
+        if (th->dirty[i]->state == CS_ACTIVE)
+            conn_flush(th, th->dirty[i]);
+    }
+    th->ndirty = 0;
+    return g.t_begin + (uint64_t)((double)th->sched_next * th->ns_per_msg);
+}
+
+/* How long to sleep in epoll: until the next due message, the end, or a
+ * tick at most. */
+static struct timespec thread_timeout(struct thread *th, uint64_t now)
+{
+    uint64_t wake = now + TICK_NS, ns;
+
+    if (g.t_end < wake)
+        wake = g.t_end;
+    if (g.mode == MODE_OPEN) {
+        uint64_t next = thread_schedule(th, now);
+        if (next < wake)
+            wake = next;
+    }
+    ns = wake > now ? wake - now : 0;
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+}
+
+/* --churn: reconnect the slots that failed.  Returns whether any did. */
+static bool thread_retry(struct thread *th)
+{
+    uint32_t i, n = th->nretry;
+
+    /* A slot that fails again is queued at an index already consumed. */
+    th->nretry = 0;
+    for (i = 0; i < n; i++)
+        conn_connect(th, th->retry[i]);
+    return n > 0;
+}
+
+/* Count the open connections and close all.  --idle resets them instead
+ * of closing them gracefully: thousands of TIME_WAIT sockets left behind would
+ * tie up ports for a minute. */
+static void thread_finish(struct thread *th)
+{
+    struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
+    uint32_t i;
+
+    for (i = 0; i < th->nconns; i++) {
+        struct conn *c = &th->conns[i];
+        if (c->state == CS_ACTIVE)
+            th->st.open++;
+        if (g.mode == MODE_IDLE && c->fd >= 0)
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
+        conn_close(c);
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    struct thread *th = arg;
+    struct epoll_event evs[MAX_EVENTS];
+
+    thread_connect_more(th);
+    for (;;) {
+        uint64_t now = bench_now_ns();
+        struct timespec ts;
+        int i, n;
+
+        if (now >= g.t_end || atomic_load(&g.stop))
+            break;
+        ts = thread_timeout(th, now);
+        if (thread_retry(th))
+            ts = (struct timespec){0, 0};
+        n = epoll_pwait2(th->epfd, evs, MAX_EVENTS, &ts, NULL);
+        for (i = 0; i < n; i++)
+            conn_event(th, evs[i].data.u64, evs[i].events);
+    }
+    thread_finish(th);
+    return NULL;
+}
+
+/* Give thread t its share of connections: global ids t, t+T, t+2T... */
+static int thread_init(struct thread *th, uint32_t t)
+{
+    uint32_t i, stamps = g.mode == MODE_CLOSED ? g.pipeline : 0;
+    uint64_t *stamp;
+
+    th->nconns = (g.conns - t + g.threads - 1) / g.threads;
+    th->epfd = epoll_create1(EPOLL_CLOEXEC);
+    th->conns = calloc(th->nconns, sizeof(*th->conns));
+    th->dirty = calloc(th->nconns, sizeof(*th->dirty));
+    th->retry = calloc(th->nconns, sizeof(*th->retry));
+    stamp = calloc((size_t)th->nconns * stamps + 1, sizeof(*stamp));
+    th->rbuf = malloc(RBUF_SIZE);
+    th->wbuf = malloc(WBUF_SIZE);
+    if (th->epfd < 0 || !th->conns || !th->dirty || !th->retry || !stamp || !th->rbuf || !th->wbuf)
+        return -ENOMEM;
+    for (i = 0; i < th->nconns; i++) {
+        th->conns[i] = (struct conn){.fd = -1, .index = i, .id = t + i * g.threads};
+        th->conns[i].stamp = stamp + (size_t)i * stamps;
+    }
+    if (g.mode == MODE_OPEN)
+        th->ns_per_msg = 1e9 * g.threads / g.rate;
+    return 0;
+}
+
+static void thread_deinit(struct thread *th)
+{
+    if (th->epfd >= 0)
+        close(th->epfd);
+    if (th->conns)
+        free(th->conns[0].stamp);
+    free(th->conns);
+    free(th->dirty);
+    free(th->retry);
+    free(th->rbuf);
+    free(th->wbuf);
+}
+
+/* ---- Report ----------------------------------------------------------- */
+
+static const char *mode_name(void)
+{
+    static const char *const names[] = {"closed", "open", "churn", "idle"};
+
+    return names[g.mode];
+}
+
+static double us(uint64_t ns)
+{
+    return (double)ns / 1000.0;
+}
+
+/* CPU time used by the whole process, in percent of one core over the run
+ * (warm-up included): near 100 per thread means the loadgen was the limit. */
+static double cpu_percent(void)
+{
+    struct rusage ru;
+    double cpu, wall = (double)(g.t_stop - g.t_begin) / 1e9;
+
+    if (getrusage(RUSAGE_SELF, &ru) < 0 || wall <= 0)
+        return 0;
+    cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+          (double)ru.ru_stime.tv_usec / 1e6;
+    return 100.0 * cpu / wall;
+}
+
+static void report_json(const struct stats *s, double secs)
+{
+    const struct hist *h = &s->hist;
+    uint64_t errs = s->err_connect + s->err_mismatch + s->err_closed + s->err_io;
+
+    printf("{\"mode\":\"%s\",\"target\":\"%s\",\"threads\":%u,\"connections\":%u,\"size\":%u,"
+           "\"pipeline\":%u,\"line\":%s,\"rate\":%.0f,\"warmup_s\":%.3f,\"duration_s\":%.3f,",
+           mode_name(), g.target, g.threads, g.conns, g.size, g.pipeline, g.line ? "true" : "false", g.rate,
+           g.warmup, secs);
+    printf("\"msgs\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"conns\":%llu,\"conns_per_s\":%.1f,"
+           "\"open\":%llu,",
+           (unsigned long long)s->msgs, s->msgs / secs, s->msgs * (double)g.size / 1e6 / secs,
+           (unsigned long long)s->conns, s->conns / secs, (unsigned long long)s->open);
+    printf(
+        "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f},",
+        us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
+        us(hist_percentile(h, 99.9)), us(h->max), h->count ? us(h->sum / h->count) : 0.0);
+    printf("\"errors\":{\"connect\":%llu,\"mismatch\":%llu,\"closed\":%llu,\"io\":%llu},"
+           "\"errors_total\":%llu,\"loadgen_cpu_pct\":%.0f}\n",
+           (unsigned long long)s->err_connect, (unsigned long long)s->err_mismatch,
+           (unsigned long long)s->err_closed, (unsigned long long)s->err_io, (unsigned long long)errs,
+           cpu_percent());
+}
+
+static void report_text(const struct stats *s, double secs)
+{
+    const struct hist *h = &s->hist;
+
+    printf("loadgen: %s mode, %u connections on %u thread%s, %u B messages%s, pipeline %u, to %s\n",
+           mode_name(), g.conns, g.threads, g.threads == 1 ? "" : "s", g.size, g.line ? " (lines)" : "",
+           g.pipeline, g.target);
+    if (g.mode == MODE_OPEN)
+        printf("  rate       %.0f msgs/s asked\n", g.rate);
+    printf("  window     %.3f s after %.3f s warm-up\n", secs, g.warmup);
+    printf("  messages   %llu  (%.0f msgs/s, %.2f MB/s)\n", (unsigned long long)s->msgs, s->msgs / secs,
+           s->msgs * (double)g.size / 1e6 / secs);
+    if (g.mode == MODE_CHURN)
+        printf("  churn      %llu connections (%.0f conns/s)\n", (unsigned long long)s->conns,
+               s->conns / secs);
+    printf("  open       %llu at the end\n", (unsigned long long)s->open);
+    printf("  latency    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (us)\n",
+           us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
+           us(hist_percentile(h, 99.9)), us(h->max));
+    printf("  errors     connect %llu  mismatch %llu  closed %llu  io %llu\n",
+           (unsigned long long)s->err_connect, (unsigned long long)s->err_mismatch,
+           (unsigned long long)s->err_closed, (unsigned long long)s->err_io);
+    printf("  cpu        %.0f%% of one core\n", cpu_percent());
+}
+
+static void report(struct thread *ths)
+{
+    static struct stats all;
+    double secs = g.t_stop > g.t_measure ? (double)(g.t_stop - g.t_measure) / 1e9 : 0;
+    uint32_t t;
+
+    for (t = 0; t < g.threads; t++) {
+        const struct stats *s = &ths[t].st;
+        all.msgs += s->msgs;
+        all.conns += s->conns;
+        all.open += s->open;
+        all.err_connect += s->err_connect;
+        all.err_mismatch += s->err_mismatch;
+        all.err_closed += s->err_closed;
+        all.err_io += s->err_io;
+        hist_merge(&all.hist, &s->hist);
+    }
+    if (secs <= 0)
+        secs = 1e-9;
+    if (g.json)
+        report_json(&all, secs);
+    else
+        report_text(&all, secs);
+}
+
+/* ---- Main ------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&g.stop, 1);
+}
+
+/* Sleep until the planned end or a signal; note when the window closed. */
+static void wait_for_end(void)
+{
+    for (;;) {
+        uint64_t now = bench_now_ns();
+        struct timespec ts = {0, 5000000};
+
+        if (atomic_load(&g.stop) || now >= g.t_end) {
+            g.t_stop = now < g.t_end ? now : g.t_end;
+            atomic_store(&g.stop, 1);
+            return;
+        }
+        if (g.t_end - now < 5000000u)
+            ts.tv_nsec = (long)(g.t_end - now);
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Start the threads with SIGINT/SIGTERM blocked: the main thread takes them. */
+static int run(struct thread *ths)
+{
+    sigset_t set, old;
+    uint32_t t;
+    int rc = 0;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    g.t_begin = bench_now_ns();
+    g.t_measure = g.t_begin + (uint64_t)(g.warmup * 1e9);
+    g.t_end = g.t_measure + (uint64_t)(g.duration * 1e9);
+    for (t = 0; t < g.threads; t++) {
+        if (pthread_create(&ths[t].tid, NULL, thread_main, &ths[t]) != 0) {
+            atomic_store(&g.stop, 1);
+            rc = -1;
+            break;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        wait_for_end();
+    g.threads = t;
+    for (t = 0; t < g.threads; t++)
+        pthread_join(ths[t].tid, NULL);
+    return rc;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: loadgen --connect ADDR [options]\n"
+               "  --connect ADDR     host:port, [v6]:port or unix:/path of an echo server\n"
+               "  --connections C    connections (default 50)\n"
+               "  --threads T        load threads, one epoll loop each (default 1)\n"
+               "  --size S           bytes per message (default 64)\n"
+               "  --pipeline P       messages in flight per connection (default 1)\n"
+               "  --duration SEC     measured seconds (default 10; fractions allowed)\n"
+               "  --warmup SEC       seconds of load before measuring (default 0)\n"
+               "  --line             messages are lines: no '\\n' inside, one at the end\n"
+               "  --rate R           open loop: R messages/s in total, latency from the\n"
+               "                     intended send time (--pipeline is then ignored)\n"
+               "  --churn            connect, one message, echo, close, repeat: conns/s\n"
+               "  --idle N           hold N silent connections for the duration\n"
+               "  --json             one JSON object on stdout instead of text\n");
+}
+
+/* Check the option values against each other. */
+static void check_args(void)
+{
+    const char *why = NULL;
+
+    if (g.mode == MODE_IDLE)
+        g.conns = g.idle;
+    if (g.target == NULL)
+        why = "--connect is required";
+    else if (bench_addr_parse(g.target, &g.addr, &g.addr_len) < 0)
+        why = "--connect: not an address";
+    else if (g.conns == 0 || g.threads == 0 || g.size == 0 || g.pipeline == 0)
+        why = "--connections, --threads, --size and --pipeline must be at least 1";
+    else if (g.mode == MODE_OPEN && !(g.rate > 0))
+        why = "--rate must be positive";
+    else if (!(g.duration > 0) || !(g.warmup >= 0))
+        why = "--duration must be positive, --warmup not negative";
+    if (why) {
+        fprintf(stderr, "loadgen: %s\n", why);
+        usage(stderr);
+        exit(2);
+    }
+    if (g.threads > g.conns)
+        g.threads = g.conns;
+}
+
+static void set_mode(enum mode m)
+{
+    if (g.mode != MODE_CLOSED && g.mode != m) {
+        fprintf(stderr, "loadgen: --rate, --churn and --idle exclude each other\n");
+        exit(2);
+    }
+    g.mode = m;
+}
+
+static double parse_double(const char *opt, const char *text)
+{
+    char *end;
+    double v = strtod(text, &end);
+
+    if (end == text || *end != '\0' || !isfinite(v)) {
+        fprintf(stderr, "bad value for %s: '%s'\n", opt, text);
+        exit(2);
+    }
+    return v;
+}
+
+static void parse_option(int o, const char *arg)
+{
+    switch (o) {
+    case 'c':
+        g.target = arg;
+        break;
+    case 'n':
+        g.conns = (uint32_t)bench_parse_ulong("--connections", arg, 1000000);
+        break;
+    case 't':
+        g.threads = (uint32_t)bench_parse_ulong("--threads", arg, 1024);
+        break;
+    case 's':
+        g.size = (uint32_t)bench_parse_ulong("--size", arg, MAX_SIZE);
+        break;
+    case 'p':
+        g.pipeline = (uint32_t)bench_parse_ulong("--pipeline", arg, 65536);
+        break;
+    case 'd':
+        g.duration = parse_double("--duration", arg);
+        break;
+    case 'w':
+        g.warmup = parse_double("--warmup", arg);
+        break;
+    case 'L':
+        g.line = true;
+        break;
+    case 'r':
+        set_mode(MODE_OPEN);
+        g.rate = parse_double("--rate", arg);
+        break;
+    case 'C':
+        set_mode(MODE_CHURN);
+        break;
+    case 'i':
+        set_mode(MODE_IDLE);
+        g.idle = (uint32_t)bench_parse_ulong("--idle", arg, 1000000);
+        break;
+    case 'j':
+        g.json = true;
+        break;
+    case 'h':
+        usage(stdout);
+        exit(0);
+    default:
+        usage(stderr);
+        exit(2);
+    }
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"connect", required_argument, NULL, 'c'},  {"connections", required_argument, NULL, 'n'},
+        {"threads", required_argument, NULL, 't'},  {"size", required_argument, NULL, 's'},
+        {"pipeline", required_argument, NULL, 'p'}, {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},   {"line", no_argument, NULL, 'L'},
+        {"rate", required_argument, NULL, 'r'},     {"churn", no_argument, NULL, 'C'},
+        {"idle", required_argument, NULL, 'i'},     {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    int o;
+
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        parse_option(o, optarg);
+    if (optind != argc) {
+        usage(stderr);
+        exit(2);
+    }
+    check_args();
+}
+
+int main(int argc, char **argv)
+{
+    struct thread *ths;
+    uint32_t t;
+    int rc = 1;
+
+    parse_args(argc, argv);
+    bench_raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    ths = calloc(g.threads, sizeof(*ths));
+    if (ths == NULL || pattern_init() < 0)
+        goto out;
+    for (t = 0; t < g.threads; t++)
+        ths[t].epfd = -1;
+    for (t = 0; t < g.threads; t++)
+        if (thread_init(&ths[t], t) < 0)
+            goto out_threads;
+    if (run(ths) == 0) {
+        report(ths);
+        rc = 0;
+    }
+out_threads:
+    for (t = 0; t < g.threads; t++)
+        thread_deinit(&ths[t]);
+out:
+    free(ths);
+    free(g.pattern);
+    if (rc != 0)
+        fprintf(stderr, "loadgen: could not start: out of memory or threads\n");
+    return rc;
+}
