@@ -727,7 +727,7 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
  * kernel says EAGAIN or EOF. */
 static bool must_drain(const pants_stream_t *s)
 {
-    return s->hup_seen || !(event_base_get_features(s->loop->base) & EV_FEATURE_EARLY_CLOSE);
+    return s->hup_seen || !s->loop->early_close;
 }
 
 static void stream_read(pants_stream_t *s)

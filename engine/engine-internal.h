@@ -96,6 +96,7 @@ struct pants_loop_s {
     unsigned char *wscratch;      /* PANTS__SCRATCH_SIZE bytes for writes */
     void *resolver;               /* channels' per-loop DNS state, or NULL */
     void *dgram;                  /* datagrams' per-loop receive batch, or NULL */
+    bool early_close;             /* the backend reports a peer's FIN (EV_CLOSED) */
 };
 
 struct pants_engine_s {
@@ -124,7 +125,17 @@ int pants__loop_post(pants_loop_t *l, pants__task_fn fn, void *a, void *b, uintp
  * pants__loop_leave.  -EPERM: another thread while l runs (debug builds say
  * so loudly, naming what; what NULL: the caller may be any thread and will
  * post instead, so nothing is said).  Any thread. */
-int pants__loop_enter(pants_loop_t *l, const char *what);
+int pants__loop_enter_slow(pants_loop_t *l, const char *what);
+
+/* The loop the calling thread runs, or NULL (initial-exec: one load, no
+ * __tls_get_addr call on the hot path). */
+extern __thread pants_loop_t *pants__current_loop __attribute__((tls_model("initial-exec")));
+
+static inline int pants__loop_enter(pants_loop_t *l, const char *what)
+{
+    return pants__current_loop == l ? 0 : pants__loop_enter_slow(l, what);
+}
+
 void pants__loop_leave(pants_loop_t *l, int entered);
 
 /* Is the calling thread l's own? */

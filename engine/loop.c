@@ -22,7 +22,7 @@
 
 #include "engine-internal.h"
 
-static __thread pants_loop_t *current_loop; /* the loop this thread runs */
+__thread pants_loop_t *pants__current_loop; /* the loop this thread runs */
 static long live_objects;                   /* pants_live_objects (atomic) */
 
 void pants__live_add(long delta)
@@ -37,7 +37,7 @@ long pants_live_objects(void)
 
 pants_loop_t *pants_loop_current(void)
 {
-    return current_loop;
+    return pants__current_loop;
 }
 
 unsigned pants_loop_index(const pants_loop_t *l)
@@ -52,7 +52,7 @@ pants_engine_t *pants_loop_engine(const pants_loop_t *l)
 
 bool pants__loop_is_current(const pants_loop_t *l)
 {
-    return current_loop == l;
+    return pants__current_loop == l;
 }
 
 bool pants__loop_has_started(pants_loop_t *l)
@@ -79,9 +79,9 @@ void pants__loop_wait_running(pants_loop_t *l)
     pthread_mutex_unlock(&l->setup_mu);
 }
 
-int pants__loop_enter(pants_loop_t *l, const char *what)
+int pants__loop_enter_slow(pants_loop_t *l, const char *what)
 {
-    if (current_loop == l)
+    if (pants__current_loop == l)
         return 0;
     pthread_mutex_lock(&l->setup_mu);
     if (!l->running)
@@ -149,7 +149,7 @@ int pants__loop_post(pants_loop_t *l, pants__task_fn fn, void *a, void *b, uintp
     pthread_mutex_unlock(&l->queue_mu);
     if (!wake)
         return rc;
-    if (current_loop == l)
+    if (pants__current_loop == l)
         event_active(&l->wake_ev, EV_READ, 0); /* no syscall for our own loop */
     else
         pants__loop_wake(l);
@@ -313,6 +313,7 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
     event_config_free(cfg);
     if (l->base == NULL)
         goto free_loop;
+    l->early_close = (event_base_get_features(l->base) & EV_FEATURE_EARLY_CLOSE) != 0;
     l->scratch = malloc(PANTS__SCRATCH_SIZE);
     l->wscratch = malloc(PANTS__SCRATCH_SIZE);
     if (l->scratch == NULL || l->wscratch == NULL)
@@ -345,8 +346,8 @@ void pants__loop_free(pants_loop_t *l)
 {
     if (l == NULL)
         return;
-    pants_loop_t *saved = current_loop;
-    current_loop = l;
+    pants_loop_t *saved = pants__current_loop;
+    pants__current_loop = l;
     pthread_mutex_lock(&l->queue_mu);
     l->finished = true;
     pthread_mutex_unlock(&l->queue_mu);
@@ -357,7 +358,7 @@ void pants__loop_free(pants_loop_t *l)
         pants__handle_finish(h);
         h->ops->release(h);
     }
-    current_loop = saved;
+    pants__current_loop = saved;
     event_del(&l->wake_ev);
     event_del(&l->shutdown_ev);
     close(l->wake_fd);
@@ -374,7 +375,7 @@ void pants__loop_free(pants_loop_t *l)
 
 void pants__loop_run(pants_loop_t *l)
 {
-    current_loop = l;
+    pants__current_loop = l;
     pthread_mutex_lock(&l->setup_mu);
     l->running = true;
     l->thread = pthread_self();
@@ -384,5 +385,5 @@ void pants__loop_run(pants_loop_t *l)
     while (!l->finished)
         if (event_base_loop(l->base, 0) < 0)
             break;
-    current_loop = NULL;
+    pants__current_loop = NULL;
 }
