@@ -704,8 +704,18 @@ START_TEST(connection_count)
 }
 END_TEST
 
+/* User + system CPU time of the whole process so far, in ms. */
+static long process_cpu_ms(void)
+{
+    struct rusage ru;
+
+    ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
+}
+
 /* Out of descriptors: on_error(-EMFILE) once, the server keeps listening,
- * and the waiting connections are accepted once descriptors are back. */
+ * without spinning, and the waiting connections are accepted once
+ * descriptors are back. */
 START_TEST(accept_emfile_keeps_listening)
 {
     pants_engine_t *e = engine_up(2);
@@ -733,7 +743,10 @@ START_TEST(accept_emfile_keeps_listening)
         ck_assert_int_eq(connect(fds[i], (const struct sockaddr *)&a.ss, a.len), 0); /* into the backlog */
     ck_assert(pt_wait(&r.server_errors, WAIT_MS));
     ck_assert(pt_wait(&r.connected, WAIT_MS));
-    pt_sleep_ms(150); /* a backoff or so: still short */
+    long cpu_ms = process_cpu_ms();
+    pt_sleep_ms(300); /* three backoffs: the acceptor must not spin meanwhile */
+    cpu_ms = process_cpu_ms() - cpu_ms;
+    ck_assert_msg(cpu_ms < 100, "%ld ms of CPU in 300 ms while out of descriptors", cpu_ms);
     ck_assert_int_eq(GET(r.connected), 1);
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
     ck_assert(pt_wait_count(&r.connected, 4, WAIT_MS));
