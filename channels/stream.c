@@ -4,7 +4,7 @@
  * the end of a non-blocking connect, so no epoll_ctl is made per message.
  * A wake-up reads as much as is there into the loop's scratch buffer and
  * cuts frames straight out of it; only the bytes of an incomplete frame are
- * copied into the stream's own evbuffer.  Writes made while the stream's
+ * copied into the stream's own input buffer (buffer/inbuf.c).  Writes made while the stream's
  * own callbacks run are staged in the loop's write scratch and sent with
  * one send() when the wake-up ends; what the kernel does not take waits in
  * an evbuffer (which also carries sendfile segments) until the socket is
@@ -30,10 +30,11 @@
 #include <event2/buffer.h>
 
 #include "channels-internal.h"
+#include "inbuf-internal.h"
 
 #define DEFAULT_READ_LIMIT (64 * 1024)
-#define READS_PER_WAKEUP 16      /* then let the other streams run */
-#define STAGE_MAX PANTS__SCRATCH_SIZE
+#define READS_PER_WAKEUP   16 /* then let the other streams run */
+#define STAGE_MAX          PANTS__SCRATCH_SIZE
 
 enum stream_state {
     S_NEW,        /* not connected yet */
@@ -50,35 +51,35 @@ enum deferred {
 };
 
 struct pants_stream_s {
-    pants__handle_t handle;         /* on the loop's list (active) */
-    pants_loop_t *loop;             /* its loop; set once, read from any thread */
-    int refs;                       /* references (atomic); the open stream holds one */
-    enum stream_state state;        /* life cycle */
-    int fd;                         /* the socket, or -1 */
-    int family;                     /* AF_INET/AF_INET6/AF_UNIX, or AF_UNSPEC */
-    struct event ev;                /* fd: read | write | edge-triggered */
-    struct event defer_ev;          /* runs deferred callbacks from the loop */
-    unsigned deferred;              /* enum deferred bits pending on defer_ev */
-    int connect_err;                /* error for D_CONNECT_ERROR */
-    pants_stream_callbacks_t cb;    /* the application's callbacks */
-    void *data;                     /* the application's pointer */
-    pants_server_t *server;         /* accepting server, or NULL */
-    pants_stream_t *srv_prev;       /* the server's list of connections on this loop */
+    pants__handle_t handle;      /* on the loop's list (active) */
+    pants_loop_t *loop;          /* its loop; set once, read from any thread */
+    int refs;                    /* references (atomic); the open stream holds one */
+    enum stream_state state;     /* life cycle */
+    int fd;                      /* the socket, or -1 */
+    int family;                  /* AF_INET/AF_INET6/AF_UNIX, or AF_UNSPEC */
+    struct event ev;             /* fd: read | write | edge-triggered */
+    struct event defer_ev;       /* runs deferred callbacks from the loop */
+    unsigned deferred;           /* enum deferred bits pending on defer_ev */
+    int connect_err;             /* error for D_CONNECT_ERROR */
+    pants_stream_callbacks_t cb; /* the application's callbacks */
+    void *data;                  /* the application's pointer */
+    pants_server_t *server;      /* accepting server, or NULL */
+    pants_stream_t *srv_prev;    /* the server's list of connections on this loop */
     pants_stream_t *srv_next;
-    struct evbuffer *in;            /* bytes of an incomplete frame (lazy) */
-    struct evbuffer *out;           /* bytes the kernel did not take yet (lazy) */
-    size_t staged;                  /* bytes in the loop's write scratch (in_io only) */
-    pants__framer_t framer;         /* the read delimiter */
-    size_t read_limit;              /* most bytes that may wait for a frame */
-    char *host;                     /* name to look up (D_RESOLVE pending), or NULL */
-    uint16_t port;                  /* its port */
-    pants__resolve_t *resolve;      /* lookup in flight */
-    pants_addr_t *candidates;       /* addresses left to try after a failure */
-    size_t ncandidates;             /* how many */
-    bool in_io;                     /* its own I/O callback runs: writes are staged */
-    bool ending;                    /* end(): close once everything is sent */
-    bool want_on_write;             /* something was written since the last on_write */
-    bool hup_seen;                  /* the peer's FIN was signalled: a short read is not the end */
+    pants__inbuf_t in;         /* bytes of an incomplete frame */
+    struct evbuffer *out;      /* bytes the kernel did not take yet (lazy) */
+    size_t staged;             /* bytes in the loop's write scratch (in_io only) */
+    pants__framer_t framer;    /* the read delimiter */
+    size_t read_limit;         /* most bytes that may wait for a frame */
+    char *host;                /* name to look up (D_RESOLVE pending), or NULL */
+    uint16_t port;             /* its port */
+    pants__resolve_t *resolve; /* lookup in flight */
+    pants_addr_t *candidates;  /* addresses left to try after a failure */
+    size_t ncandidates;        /* how many */
+    bool in_io;                /* its own I/O callback runs: writes are staged */
+    bool ending;               /* end(): close once everything is sent */
+    bool want_on_write;        /* something was written since the last on_write */
+    bool hup_seen;             /* the peer's FIN was signalled: a short read is not the end */
 };
 
 static void stream_on_io(evutil_socket_t fd, short what, void *arg);
@@ -220,17 +221,21 @@ static void release_io(pants_stream_t *s)
     s->host = NULL;
 }
 
+static void free_buffers(pants_stream_t *s)
+{
+    pants__inbuf_deinit(&s->in);
+    if (s->out)
+        evbuffer_free(s->out);
+    s->out = NULL;
+    pants__framer_deinit(&s->framer);
+}
+
 /* The last step: on_close, then the stream leaves its loop and server. */
 static void finish_close(pants_stream_t *s)
 {
     if (s->cb.on_close)
         s->cb.on_close(s);
-    if (s->in)
-        evbuffer_free(s->in);
-    if (s->out)
-        evbuffer_free(s->out);
-    s->in = s->out = NULL;
-    pants__framer_deinit(&s->framer);
+    free_buffers(s);
     if (s->server)
         pants__server_conn_closed(s->server, s);
     pants__handle_finish(&s->handle);
@@ -341,11 +346,7 @@ static void stream_release(pants__handle_t *h)
 
     release_io(s);
     event_del(&s->defer_ev);
-    if (s->in)
-        evbuffer_free(s->in);
-    if (s->out)
-        evbuffer_free(s->out);
-    pants__framer_deinit(&s->framer);
+    free_buffers(s);
     if (s->server && s->state != S_CLOSED)
         pants__server_conn_closed(s->server, s);
     stream_free(s);
@@ -366,6 +367,7 @@ static void stream_init(pants_stream_t *s, pants_loop_t *l, const pants_stream_c
     s->data = data;
     s->read_limit = DEFAULT_READ_LIMIT;
     pants__framer_init(&s->framer);
+    pants__inbuf_init(&s->in);
     event_assign(&s->defer_ev, l->base, -1, 0, stream_on_deferred, s);
     pants__live_add(1);
 }
@@ -652,13 +654,12 @@ static void deliver_buffered(pants_stream_t *s)
     bool warned = false;
 
     while (s->state == S_OPEN && !s->ending) {
-        size_t len = evbuffer_get_length(s->in);
-        const unsigned char *p = len ? evbuffer_pullup(s->in, -1) : NULL;
-        size_t used = p ? deliver_span(s, p, len) : 0;
+        size_t len = s->in.len;
+        size_t used = len ? deliver_span(s, pants__inbuf_data(&s->in), len) : 0;
         if (used == SIZE_MAX)
             return;
         if (used > 0) {
-            evbuffer_drain(s->in, used);
+            pants__inbuf_consume(&s->in, used);
             warned = false;
             continue;
         }
@@ -681,11 +682,10 @@ static void deliver_fresh(pants_stream_t *s, const unsigned char *p, size_t n)
 
     if (used == SIZE_MAX || used == n)
         return;
-    if (s->in == NULL && (s->in = evbuffer_new()) == NULL) {
+    if (pants__inbuf_append(&s->in, p + used, n - used) < 0) {
         stream_fail(s, -ENOMEM);
         return;
     }
-    evbuffer_add(s->in, p + used, n - used);
     if (n - used > effective_limit(s))
         deliver_buffered(s);
 }
@@ -701,23 +701,22 @@ static void peer_closed(pants_stream_t *s)
  * the buffer.  Returns bytes read, 0 at EOF, or -errno. */
 static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
 {
-    struct evbuffer_iovec vec;
+    unsigned char *to;
     ssize_t n;
 
-    *direct = s->in == NULL || evbuffer_get_length(s->in) == 0 || s->ending;
+    *direct = s->in.len == 0 || s->ending;
     if (*direct) {
         *asked = PANTS__SCRATCH_SIZE;
         n = read(s->fd, s->loop->scratch, *asked);
         return n < 0 ? -errno : n;
     }
-    if (evbuffer_reserve_space(s->in, 16384, &vec, 1) < 1)
+    to = pants__inbuf_space(&s->in, 4096, asked);
+    if (to == NULL)
         return -ENOMEM;
-    *asked = vec.iov_len;
-    n = read(s->fd, vec.iov_base, vec.iov_len);
+    n = read(s->fd, to, *asked);
     if (n <= 0)
         return n < 0 ? -errno : 0;
-    vec.iov_len = (size_t)n;
-    evbuffer_commit_space(s->in, &vec, 1);
+    pants__inbuf_commit(&s->in, (size_t)n);
     return n;
 }
 
@@ -732,7 +731,7 @@ static bool must_drain(const pants_stream_t *s)
 
 static void stream_read(pants_stream_t *s)
 {
-    if (s->in != NULL && evbuffer_get_length(s->in) > 0 && !s->ending)
+    if (s->in.len > 0 && !s->ending)
         deliver_buffered(s); /* the delimiter may have changed meanwhile */
     for (int i = 0; i < READS_PER_WAKEUP; i++) {
         bool direct;
@@ -1019,23 +1018,23 @@ int pants_stream_end(pants_stream_t *s)
  * with the new one at once (from the loop, not inside this call). */
 static void delimiter_changed(pants_stream_t *s)
 {
-    if (!s->in_io && s->state == S_OPEN && s->in && evbuffer_get_length(s->in) > 0)
+    if (!s->in_io && s->state == S_OPEN && s->in.len > 0)
         event_active(&s->ev, EV_READ, 0);
 }
 
-#define WITH_STREAM(s, what, expr)                                                                             \
-    do {                                                                                                       \
-        int entered_, rc_;                                                                                     \
-        if ((s) == NULL)                                                                                       \
-            return -EINVAL;                                                                                    \
-        entered_ = pants__loop_enter((s)->loop, what);                                                         \
-        if (entered_ < 0)                                                                                      \
-            return entered_;                                                                                   \
-        rc_ = (expr);                                                                                          \
-        if (rc_ == 0)                                                                                          \
-            delimiter_changed(s);                                                                              \
-        pants__loop_leave((s)->loop, entered_);                                                                \
-        return rc_;                                                                                            \
+#define WITH_STREAM(s, what, expr)                                                                           \
+    do {                                                                                                     \
+        int entered_, rc_;                                                                                   \
+        if ((s) == NULL)                                                                                     \
+            return -EINVAL;                                                                                  \
+        entered_ = pants__loop_enter((s)->loop, what);                                                       \
+        if (entered_ < 0)                                                                                    \
+            return entered_;                                                                                 \
+        rc_ = (expr);                                                                                        \
+        if (rc_ == 0)                                                                                        \
+            delimiter_changed(s);                                                                            \
+        pants__loop_leave((s)->loop, entered_);                                                              \
+        return rc_;                                                                                          \
     } while (0)
 
 int pants_stream_read_any(pants_stream_t *s)

@@ -691,6 +691,28 @@ START_TEST(raised_limit_long_line)
 }
 END_TEST
 
+/* A 1 MiB line in 16,384 sends of 64 bytes: cut whole, in O(n). */
+START_TEST(long_line_in_small_pieces)
+{
+    const size_t n = 1024 * 1024;
+    struct drec d = {.setup = set_until_nl_bulk, .bulk = true, .bulk_len = n};
+    struct harness h = up(&d);
+    unsigned char *line = malloc(n + 1);
+
+    for (size_t i = 0; i < n; i++)
+        line[i] = pattern_at(i);
+    line[n] = '\n';
+    for (size_t off = 0; off < n + 1; off += 64)
+        send_bytes(h.fd, line + off, off + 64 <= n + 1 ? 64 : n + 1 - off, false);
+    finish(&h, &d);
+    ck_assert_int_eq(d.rc[1], 0);
+    ck_assert_int_eq(d.nframes, 1);
+    ck_assert_int_eq(d.bulk_bad, 0);
+    free(line);
+    down(&h);
+}
+END_TEST
+
 #define BIG_EXACT (200 * 1000)
 
 static void set_big_exact(pants_stream_t *s, struct drec *d)
@@ -758,6 +780,7 @@ Suite *delimiter_suite(void)
     tcase_add_test(tc, overflow_handler_raises_limit);
     tcase_add_test(tc, default_limit_is_64k);
     tcase_add_test(tc, raised_limit_long_line);
+    tcase_add_test(tc, long_line_in_small_pieces);
     tcase_add_test(tc, exact_beyond_default_limit);
     suite_add_tcase(s, tc);
     return s;
