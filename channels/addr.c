@@ -4,7 +4,8 @@
  * interface (IPv6 any, dual-stack where the system allows); "unix:/path"
  * is a Unix path and "unix:@name" a Linux abstract socket, whose length is
  * exactly offsetof(sun_path) + 1 + strlen(name), as ss -x and others expect.
- * Anything else with a port is a host name for the resolver.  Malformed
+ * Anything else with a port is a host name for the resolver (listening
+ * knows only "localhost", the loopback address).  Malformed
  * strings are -EINVAL, decided here once for every channel kind.
  */
 #include "config.h"
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include "channels-internal.h"
@@ -113,7 +115,7 @@ static int split_bracketed(const char *address, pants_addr_t *a)
     return 0;
 }
 
-int pants__addr_split(const char *address, bool allow_any, pants_addr_t *a, char host[PANTS__HOST_MAX],
+int pants__addr_split(const char *address, unsigned flags, pants_addr_t *a, char host[PANTS__HOST_MAX],
                       uint16_t *port)
 {
     const char *colon;
@@ -131,7 +133,7 @@ int pants__addr_split(const char *address, bool allow_any, pants_addr_t *a, char
         return -EINVAL;
     n = (size_t)(colon - address);
     if (n == 0 || (n == 1 && address[0] == '*')) {
-        if (!allow_any)
+        if (!(flags & PANTS__ADDR_ANY))
             return -EINVAL;
         set_inet6(a, &in6addr_any, *port);
         return 0;
@@ -147,6 +149,13 @@ int pants__addr_split(const char *address, bool allow_any, pants_addr_t *a, char
     /* All digits and dots but not an IPv4 address: malformed, not a name. */
     if (strspn(host, "0123456789.") == n)
         return -EINVAL;
+    /* Listening binds at once, without a resolver: "localhost" is the one
+     * name it knows, as the loopback address. */
+    if ((flags & PANTS__ADDR_LOCALHOST) && strcasecmp(host, "localhost") == 0) {
+        in4.s_addr = htonl(INADDR_LOOPBACK);
+        set_inet(a, &in4, *port);
+        return 0;
+    }
     return 1;
 }
 
@@ -154,7 +163,7 @@ int pants_addr_parse(pants_addr_t *a, const char *address)
 {
     char host[PANTS__HOST_MAX];
     uint16_t port;
-    int rc = pants__addr_split(address, true, a, host, &port);
+    int rc = pants__addr_split(address, PANTS__ADDR_ANY, a, host, &port);
 
     return rc == 1 ? -EINVAL : rc;
 }

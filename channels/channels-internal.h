@@ -17,11 +17,15 @@
 
 /* ---- addr.c ------------------------------------------------------------- */
 
-/* Split "host:port", "[v6]:port", ":port", "*:port", "unix:..." (allow_any:
- * the every-interface forms are accepted).  Returns 0 with *a filled for a
+#define PANTS__ADDR_ANY 1u       /* accept ":port" and "*:port" (every interface) */
+#define PANTS__ADDR_LOCALHOST 2u /* "localhost" means 127.0.0.1, no resolver */
+#define PANTS__ADDR_LISTEN (PANTS__ADDR_ANY | PANTS__ADDR_LOCALHOST)
+
+/* Split "host:port", "[v6]:port", ":port", "*:port", "unix:..." (flags: which
+ * of the listening forms are accepted).  Returns 0 with *a filled for a
  * numeric or Unix address, 1 with host/port filled for a name to resolve,
  * -EINVAL for a malformed string.  Any thread. */
-int pants__addr_split(const char *address, bool allow_any, pants_addr_t *a, char host[PANTS__HOST_MAX],
+int pants__addr_split(const char *address, unsigned flags, pants_addr_t *a, char host[PANTS__HOST_MAX],
                       uint16_t *port);
 
 /* Fill a from getsockname/getpeername of fd.  0 or a negative errno. */

@@ -458,7 +458,7 @@ static int bind_locked(pants_server_t *srv, const char *address, int backlog)
         return -EPIPE;
     if (srv->bound)
         return -EALREADY;
-    rc = pants__addr_split(address, true, &a, host, &port);
+    rc = pants__addr_split(address, PANTS__ADDR_LISTEN, &a, host, &port);
     if (rc != 0)
         return rc < 0 ? rc : -EINVAL; /* listening needs a numeric address */
     return open_listener(srv, &a, backlog);

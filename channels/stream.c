@@ -584,7 +584,7 @@ static int stream_connect(pants_stream_t *s, const char *address)
 
     if (rc < 0)
         return rc;
-    rc = pants__addr_split(address, false, &a, host, &port);
+    rc = pants__addr_split(address, 0, &a, host, &port);
     if (rc < 0)
         return rc;
     if (rc == 0) {

@@ -403,6 +403,28 @@ START_TEST(unix_abstract)
 }
 END_TEST
 
+/* "localhost", the one name listening knows, is the IPv4 loopback. */
+START_TEST(listen_on_localhost)
+{
+    pants_engine_t *e = engine_up(1);
+    struct srv_rec r = {.echo = true};
+    pants_server_t *srv = pants_server_new(e, &srv_cb, &conn_cb, &r);
+    char addr[128];
+    int fd;
+
+    ck_assert_ptr_nonnull(srv);
+    ck_assert_int_eq(pants_server_listen(srv, "localhost:0", 0), 0);
+    local_addr_str(srv, addr, sizeof(addr));
+    ck_assert_msg(strncmp(addr, "127.0.0.1:", 10) == 0, "bound to %s", addr);
+    fd = plain_connect(addr);
+    ck_assert_int_ge(fd, 0);
+    plain_send(fd, "lo");
+    plain_expect(fd, "lo");
+    close(fd);
+    engine_down(e);
+}
+END_TEST
+
 START_TEST(listen_errors)
 {
     pants_engine_t *e = engine_up(1);
@@ -416,7 +438,7 @@ START_TEST(listen_errors)
     memcpy(long_path, "unix:/", 6);
     long_path[sizeof(long_path) - 1] = '\0';
     ck_assert_int_eq(pants_server_local_address(srv, &a), -ENOTCONN);
-    ck_assert_int_eq(pants_server_listen(srv, "localhost:0", 0), -EINVAL); /* names are not resolved */
+    ck_assert_int_eq(pants_server_listen(srv, "example.invalid:0", 0), -EINVAL); /* names are not resolved */
     ck_assert_int_eq(pants_server_listen(srv, "nope", 0), -EINVAL);
     ck_assert_int_eq(pants_server_listen(srv, "1.2.3.4:99999", 0), -EINVAL);
     ck_assert_int_eq(pants_server_listen(srv, "unix:", 0), -EINVAL);
@@ -945,6 +967,7 @@ Suite *server_suite(void)
     tcase_add_test(tc, unix_file_removed_on_close);
     tcase_add_test(tc, unix_abstract);
     tcase_add_test(tc, listen_errors);
+    tcase_add_test(tc, listen_on_localhost);
     tcase_add_loop_test(tc, dual_stack_any, 0, 2);
     tcase_add_test(tc, on_listen_runs_on_acceptor);
     suite_add_tcase(s, tc);
