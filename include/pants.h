@@ -314,23 +314,121 @@ PANTS_EXTERN int pants_server_local_address(pants_server_t *srv, pants_addr_t *a
 
 /* ---- Datagrams -------------------------------------------------------- */
 
+/* A datagram wraps one packet socket: UDP over IPv4 or IPv6, or a Unix
+ * datagram socket.  Packet boundaries are kept both ways: one write is one
+ * packet, one packet received is one on_read, never merged or split.  Like
+ * a stream, a datagram is pinned to one loop and its callbacks run there,
+ * never from inside the call that caused them.
+ *
+ * A datagram gets its socket from pants_datagram_listen, or else from its
+ * first write: an unbound socket of the destination's family (UDP: an
+ * ephemeral port; Unix: an autobound abstract name), so replies reach it.
+ * Writes are queued (copied) and handed to the kernel in batches; what the
+ * kernel does not take yet (EAGAIN) waits, in order, until the socket is
+ * writable.  The queue holds at most 1 MiB of payload by default
+ * (pants_datagram_set_queue_limit).
+ *
+ * Largest packets: 65507 bytes over IPv4, 65527 over IPv6, 65536 over Unix
+ * datagram sockets (larger incoming Unix packets are reported to on_error
+ * as -EMSGSIZE, never delivered cut).
+ *
+ * Threads: as for streams.  pants_datagram_new, pants_datagram_close,
+ * pants_datagram_data, pants_datagram_loop and pants_datagram_pending may
+ * be called from any thread; every other datagram call from another thread
+ * than d's loop fails with -EPERM once that loop runs (before the engine
+ * runs, any thread may set up datagrams: they act once the loop runs). */
 typedef struct pants_datagram_callbacks_s {
+    /* Bound by pants_datagram_listen; packets may now arrive. */
     void (*on_listen)(pants_datagram_t *d);
+    /* One packet of len bytes from from.  data and from are valid during the
+     * call only; pass from to pants_datagram_write_to to reply. */
     void (*on_read)(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *from);
+    /* Every packet queued so far has been handed to the kernel. */
     void (*on_write)(pants_datagram_t *d);
+    /* Exactly once, always last; d is freed after it returns. */
     void (*on_close)(pants_datagram_t *d);
+    /* Something failed and d keeps working: -ECONNREFUSED (and other ICMP
+     * errors) after packets to a port no one reads; -EMSGSIZE for a packet
+     * that arrived too large (dropped); PANTS_EAI_* for a name that did not
+     * resolve (the packets written to it are dropped); the errno of a packet
+     * the kernel refused (-ENOENT for a Unix path that does not exist, ...;
+     * that packet is dropped). */
     void (*on_error)(pants_datagram_t *d, int err);
 } pants_datagram_callbacks_t;
 
+/* A new datagram pinned to loop l, without a socket yet; cb is copied (NULL
+ * = no callbacks), data is the application's pointer.  Any thread.  NULL
+ * with errno (EINVAL, ENOMEM) on failure.  It lives until on_close has
+ * returned: close or end it. */
 PANTS_EXTERN pants_datagram_t *pants_datagram_new(pants_loop_t *l, const pants_datagram_callbacks_t *cb,
                                                   void *data);
+
+/* Bind to address and receive packets: "1.2.3.4:53", "[::1]:53", ":53" or
+ * "*:53" (every interface, IPv6 dual-stack where available; port 0 = any
+ * free port, see pants_datagram_local_address), "unix:/path" (a stale
+ * socket file is replaced; the file is removed on close) or "unix:@name".
+ * The socket is bound at once, so errors come back here: -EINVAL (NULL,
+ * malformed, or a host name), -EADDRINUSE, -EACCES, -EALREADY if d has a
+ * socket already (listening, or written from), -EPIPE after end/close.
+ * on_listen then runs from the loop.  d's loop thread (or before run). */
 PANTS_EXTERN int pants_datagram_listen(pants_datagram_t *d, const char *address);
+
+/* Queue one packet of len bytes (copied; len 0 sends an empty packet) to
+ * address: numeric as for listen but without the "every interface" forms,
+ * or "host:port", resolved without blocking the loop (the hosts file first;
+ * the lookup starts once the loop runs; answers are kept for 60 s).  A
+ * packet to a name waits in the queue, in order with the others (also those
+ * written after it), until the name has resolved; if it does not,
+ * on_error gets the PANTS_EAI_* code and those packets are dropped.
+ * Returns 0 once queued; -EINVAL for NULL arguments or a malformed address
+ * (no callback follows); -EMSGSIZE for a packet larger than the protocol
+ * allows; -ENOBUFS if the queue would pass its limit (nothing is queued);
+ * -EAFNOSUPPORT for a destination d's socket cannot reach (an IPv6 address
+ * from an IPv4 socket, Unix from IP...); -EPIPE after end/close; -ENOMEM,
+ * or the errno of creating d's socket.  d's loop thread (or before run). */
 PANTS_EXTERN int pants_datagram_write(pants_datagram_t *d, const void *data, size_t len, const char *address);
+
+/* The same to an address already parsed, such as on_read's from.  Returns
+ * as pants_datagram_write; -EINVAL also for port 0 or an unbound Unix
+ * sender (it cannot be replied to). */
 PANTS_EXTERN int pants_datagram_write_to(pants_datagram_t *d, const void *data, size_t len,
                                          const pants_addr_t *to);
+
+/* Stop receiving (packets arriving now are dropped), send every packet
+ * queued (also those waiting for a name), then close: on_close follows.
+ * Returns 0 (also when already ending), -EINVAL for NULL, -EPIPE once
+ * closed.  d's loop thread (or before run). */
 PANTS_EXTERN int pants_datagram_end(pants_datagram_t *d);
+
+/* Close now: queued packets are dropped, lookups cancelled, a Unix socket
+ * file it bound is removed; on_close follows from the loop.  Again, or after
+ * end, is harmless; NULL is a no-op.  Any thread (from another one while
+ * the loop runs, the close is posted to it). */
 PANTS_EXTERN void pants_datagram_close(pants_datagram_t *d);
+
+/* The application's pointer given to pants_datagram_new / set_data.  Any
+ * thread (set_data: d's loop thread). */
 PANTS_EXTERN void *pants_datagram_data(const pants_datagram_t *d);
+PANTS_EXTERN void pants_datagram_set_data(pants_datagram_t *d, void *data);
+
+/* The loop d is pinned to.  Any thread. */
+PANTS_EXTERN pants_loop_t *pants_datagram_loop(const pants_datagram_t *d);
+
+/* The most payload bytes the send queue may hold (default 1 MiB); a write
+ * that would pass it returns -ENOBUFS, so a packet larger than the limit is
+ * always refused.  Lowering it below what is queued drops nothing.  Returns
+ * 0, -EINVAL for NULL or 0 bytes.  d's loop thread (or before run). */
+PANTS_EXTERN int pants_datagram_set_queue_limit(pants_datagram_t *d, size_t bytes);
+
+/* Payload bytes queued, not yet handed to the kernel (also those waiting
+ * for a name).  Any thread (a snapshot). */
+PANTS_EXTERN size_t pants_datagram_pending(const pants_datagram_t *d);
+
+/* The address d's socket is bound to (the port chosen after listening on
+ * port 0, the ephemeral port or autobound Unix name of a writer).  Returns
+ * 0, -ENOTCONN if d has no socket (yet, or any more), -EINVAL for NULL.
+ * d's loop thread (or before run). */
+PANTS_EXTERN int pants_datagram_local_address(pants_datagram_t *d, pants_addr_t *a);
 
 /* ---- Diagnostics ------------------------------------------------------ */
 
