@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "channels-internal.h"
 
@@ -227,4 +229,81 @@ int pants__addr_of_fd(int fd, bool peer, pants_addr_t *a)
     else
         rc = getsockname(fd, (struct sockaddr *)&a->ss, &a->len);
     return rc == 0 ? 0 : -errno;
+}
+
+/* ---- Binding ------------------------------------------------------------ */
+
+bool pants__addr_is_any6(const pants_addr_t *a)
+{
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+
+    return a->ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+}
+
+void pants__addr_to_inet_any(pants_addr_t *a)
+{
+    struct in_addr any = {htonl(INADDR_ANY)};
+
+    set_inet(a, &any, ntohs(((struct sockaddr_in6 *)&a->ss)->sin6_port));
+}
+
+/* A socket file nobody serves any more (a connect is refused); a path that
+ * is not a socket is never stale: it is not ours to remove. */
+static bool unix_path_is_stale(const pants_addr_t *a, int socktype)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
+    struct stat st;
+    bool stale;
+    int probe;
+
+    if (lstat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return false;
+    probe = socket(AF_UNIX, socktype | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+        return false;
+    stale = connect(probe, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
+    close(probe);
+    return stale;
+}
+
+int pants__bind(int fd, const pants_addr_t *a, int socktype)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
+
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
+        return 0;
+    if (errno != EADDRINUSE || a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
+        return -errno;
+    if (!unix_path_is_stale(a, socktype) || unlink(sun->sun_path) < 0)
+        return -EADDRINUSE;
+    return bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : -errno;
+}
+
+int pants__bound_path_remember(pants__bound_path_t *p, const pants_addr_t *a)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
+    struct stat st;
+
+    if (a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
+        return 0;
+    p->path = strdup(sun->sun_path);
+    if (p->path == NULL)
+        return -ENOMEM;
+    if (stat(sun->sun_path, &st) == 0) {
+        p->dev = st.st_dev;
+        p->ino = st.st_ino;
+    }
+    return 0;
+}
+
+void pants__bound_path_remove(pants__bound_path_t *p)
+{
+    struct stat st;
+
+    if (p->path == NULL)
+        return;
+    if (stat(p->path, &st) == 0 && st.st_dev == p->dev && st.st_ino == p->ino)
+        unlink(p->path);
+    free(p->path);
+    p->path = NULL;
 }

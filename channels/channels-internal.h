@@ -9,6 +9,7 @@
 #define PANTS_CHANNELS_INTERNAL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "engine-internal.h"
 #include "framer-internal.h"
@@ -27,6 +28,31 @@
  * -EINVAL for a malformed string.  Any thread. */
 int pants__addr_split(const char *address, unsigned flags, pants_addr_t *a, char host[PANTS__HOST_MAX],
                       uint16_t *port);
+
+/* Is a the IPv6 any address (":port")?  Where the system has no IPv6,
+ * pants__addr_to_inet_any turns it into the IPv4 any address, same port. */
+bool pants__addr_is_any6(const pants_addr_t *a);
+void pants__addr_to_inet_any(pants_addr_t *a);
+
+/* bind(fd, a); a Unix path held by a stale socket file (a connect of
+ * socktype is refused: nobody serves it) is replaced, anything else there
+ * gives -EADDRINUSE.  0 or a negative errno. */
+int pants__bind(int fd, const pants_addr_t *a, int socktype);
+
+/* The socket file a listener bound, removed when it closes -- only if the
+ * path still names that same file. */
+typedef struct pants__bound_path_s {
+    char *path; /* the file, or NULL (IP, abstract, nothing bound) */
+    dev_t dev;  /* its identity when bound */
+    ino_t ino;
+} pants__bound_path_t;
+
+/* Remember the file binding a created (nothing for IP or abstract).
+ * 0 or -ENOMEM. */
+int pants__bound_path_remember(pants__bound_path_t *p, const pants_addr_t *a);
+
+/* Remove the file if it is still ours, and forget it. */
+void pants__bound_path_remove(pants__bound_path_t *p);
 
 /* Fill a from getsockname/getpeername of fd.  0 or a negative errno. */
 int pants__addr_of_fd(int fd, bool peer, pants_addr_t *a);

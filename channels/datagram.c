@@ -147,9 +147,7 @@ struct pants_datagram_s {
     lookup_t *lookups;             /* names being resolved or still needed */
     cache_entry_t *cache;          /* resolved names, newest first */
     unsigned ncache;               /* entries in cache */
-    char *unix_path;               /* socket file bound by listen, removed on close */
-    dev_t unix_dev;                /* its identity, to remove only ours */
-    ino_t unix_ino;                /* (with unix_dev) */
+    pants__bound_path_t unix_path; /* socket file bound by listen, removed on close */
 };
 
 static void flush(pants_datagram_t *d);
@@ -647,103 +645,24 @@ static int open_writer(pants_datagram_t *d, int family)
     return rc;
 }
 
-/* A Unix path in use: replace it only if it is a socket no one reads. */
-static bool unix_path_is_stale(const pants_addr_t *a)
-{
-    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
-    struct stat st;
-    int probe;
-    bool stale;
-
-    if (lstat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
-        return false;
-    probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (probe < 0)
-        return false;
-    stale = connect(probe, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
-    close(probe);
-    return stale;
-}
-
-static int bind_addr(int fd, const pants_addr_t *a)
-{
-    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
-
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
-        return 0;
-    if (errno != EADDRINUSE || a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
-        return -errno;
-    if (!unix_path_is_stale(a) || unlink(sun->sun_path) < 0)
-        return -EADDRINUSE;
-    return bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : -errno;
-}
-
-static int remember_unix_path(pants_datagram_t *d, const pants_addr_t *a)
-{
-    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
-    struct stat st;
-
-    if (a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
-        return 0;
-    d->unix_path = strdup(sun->sun_path);
-    if (d->unix_path == NULL)
-        return -ENOMEM;
-    if (stat(sun->sun_path, &st) == 0) {
-        d->unix_dev = st.st_dev;
-        d->unix_ino = st.st_ino;
-    }
-    return 0;
-}
-
-static void remove_unix_path(pants_datagram_t *d)
-{
-    struct stat st;
-
-    if (d->unix_path == NULL)
-        return;
-    if (stat(d->unix_path, &st) == 0 && st.st_dev == d->unix_dev && st.st_ino == d->unix_ino)
-        unlink(d->unix_path);
-    free(d->unix_path);
-    d->unix_path = NULL;
-}
-
-static bool is_any6(const pants_addr_t *a)
-{
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
-
-    return a->ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
-}
-
-/* ":port" where the system has no IPv6: IPv4 any instead. */
-static void to_inet_any(pants_addr_t *a)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-
-    sin.sin_port = sin6_of(a)->sin6_port;
-    sin.sin_addr.s_addr = htonl(INADDR_ANY);
-    memset(a, 0, sizeof(*a));
-    memcpy(&a->ss, &sin, sizeof(sin));
-    a->len = sizeof(sin);
-}
-
 static int open_listener(pants_datagram_t *d, pants_addr_t *a)
 {
-    bool any = is_any6(a);
+    bool any = pants__addr_is_any6(a);
     int rc, fd = new_socket(a->ss.ss_family, any);
 
     if (fd == -EAFNOSUPPORT && any) {
-        to_inet_any(a);
+        pants__addr_to_inet_any(a);
         fd = new_socket(AF_INET, false);
     }
     if (fd < 0)
         return fd;
-    rc = bind_addr(fd, a);
+    rc = pants__bind(fd, a, SOCK_DGRAM);
     if (rc == 0)
-        rc = remember_unix_path(d, a);
+        rc = pants__bound_path_remember(&d->unix_path, a);
     if (rc == 0)
         rc = attach(d, fd, a->ss.ss_family);
     if (rc < 0) {
-        remove_unix_path(d);
+        pants__bound_path_remove(&d->unix_path);
         close(fd);
     }
     return rc;
@@ -789,7 +708,7 @@ static void release_io(pants_datagram_t *d)
     }
     event_del(&d->retry_ev);
     d->blocked = false;
-    remove_unix_path(d);
+    pants__bound_path_remove(&d->unix_path);
     drop_queue(d);
     drop_names(d);
 }

@@ -48,9 +48,7 @@ struct pants_server_s {
     bool finished;                     /* on_close ran or is about to */
     bool armed;                        /* listen_ev is added */
     bool emfile_reported;              /* on_error told of this shortage */
-    char *unix_path;                   /* socket file to remove, or NULL */
-    dev_t unix_dev;                    /* its identity, to remove only ours */
-    ino_t unix_ino;
+    pants__bound_path_t unix_path;     /* socket file to remove on close */
     struct event listen_ev;            /* fd readable: accept */
     struct event backoff_ev;           /* resume accepting after EMFILE */
     struct event defer_ev;             /* deferred callbacks */
@@ -75,7 +73,6 @@ static int acceptor_enter(pants_loop_t *acceptor)
 static void server_free(pants_server_t *srv)
 {
     pthread_mutex_destroy(&srv->mu);
-    free(srv->unix_path);
     free(srv->heads);
     free(srv);
     pants__live_add(-1);
@@ -347,97 +344,23 @@ static int listen_socket(int family, bool any)
     return fd;
 }
 
-/* A Unix path in use: replace it only if no one listens there any more. */
-static bool unix_path_is_stale(const pants_addr_t *a)
-{
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool stale;
-
-    if (probe < 0)
-        return false;
-    stale = connect(probe, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
-    close(probe);
-    return stale;
-}
-
-static int bind_addr(int fd, const pants_addr_t *a)
-{
-    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
-
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
-        return 0;
-    if (errno != EADDRINUSE || a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
-        return -errno;
-    if (!unix_path_is_stale(a) || unlink(sun->sun_path) < 0)
-        return -EADDRINUSE;
-    return bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : -errno;
-}
-
-static bool is_any(const pants_addr_t *a)
-{
-    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
-
-    return a->ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
-}
-
-/* ":port" where the system has no IPv6: fall back to IPv4 any. */
-static void to_inet_any(pants_addr_t *a)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-
-    sin.sin_port = ((struct sockaddr_in6 *)&a->ss)->sin6_port;
-    sin.sin_addr.s_addr = htonl(INADDR_ANY);
-    memset(a, 0, sizeof(*a));
-    memcpy(&a->ss, &sin, sizeof(sin));
-    a->len = sizeof(sin);
-}
-
-static int remember_unix_path(pants_server_t *srv, const pants_addr_t *a)
-{
-    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
-    struct stat st;
-
-    if (a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
-        return 0;
-    srv->unix_path = strdup(sun->sun_path);
-    if (srv->unix_path == NULL)
-        return -ENOMEM;
-    if (stat(sun->sun_path, &st) == 0) {
-        srv->unix_dev = st.st_dev;
-        srv->unix_ino = st.st_ino;
-    }
-    return 0;
-}
-
-static void remove_unix_path(pants_server_t *srv)
-{
-    struct stat st;
-
-    if (srv->unix_path == NULL)
-        return;
-    if (stat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev && st.st_ino == srv->unix_ino)
-        unlink(srv->unix_path);
-    free(srv->unix_path);
-    srv->unix_path = NULL;
-}
-
 /* socket, bind, listen; srv->mu held. */
 static int open_listener(pants_server_t *srv, pants_addr_t *a, int backlog)
 {
-    bool any = is_any(a);
+    bool any = pants__addr_is_any6(a);
     int rc, fd = listen_socket(a->ss.ss_family, any);
 
     if (fd == -EAFNOSUPPORT && any) {
-        to_inet_any(a);
+        pants__addr_to_inet_any(a);
         fd = listen_socket(AF_INET, true);
     }
     if (fd < 0)
         return fd;
-    rc = bind_addr(fd, a);
+    rc = pants__bind(fd, a, SOCK_STREAM);
     if (rc == 0 && listen(fd, backlog > 0 ? backlog : DEFAULT_BACKLOG) < 0)
         rc = -errno;
     if (rc == 0)
-        rc = remember_unix_path(srv, a);
+        rc = pants__bound_path_remember(&srv->unix_path, a);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -510,7 +433,7 @@ static void close_listener(pants_server_t *srv)
         close(srv->fd);
         srv->fd = -1;
     }
-    remove_unix_path(srv);
+    pants__bound_path_remove(&srv->unix_path);
     pthread_mutex_unlock(&srv->mu);
 }
 

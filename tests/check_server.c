@@ -364,6 +364,30 @@ START_TEST(unix_stale_file_replaced)
 }
 END_TEST
 
+/* A regular file at the path is not a stale socket: never removed. */
+START_TEST(unix_path_regular_file_kept)
+{
+    pants_engine_t *e = engine_up(1);
+    struct srv_rec r = {0};
+    pants_server_t *srv = pants_server_new(e, &srv_cb, &conn_cb, &r);
+    char where[200];
+    struct stat st;
+    FILE *f;
+
+    pt_unix_addr(where, sizeof(where), "precious.txt");
+    f = fopen(where + 5, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("keep me", f);
+    fclose(f);
+    ck_assert_int_eq(pants_server_listen(srv, where, 0), -EADDRINUSE);
+    ck_assert_int_eq(stat(where + 5, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    ck_assert_int_eq(st.st_size, 7);
+    pants_server_close(srv);
+    engine_down(e);
+}
+END_TEST
+
 START_TEST(unix_file_removed_on_close)
 {
     pants_engine_t *e = engine_up(2);
@@ -964,6 +988,7 @@ Suite *server_suite(void)
     tcase_add_test(tc, tcp_port_in_use);
     tcase_add_test(tc, unix_path_in_use);
     tcase_add_test(tc, unix_stale_file_replaced);
+    tcase_add_test(tc, unix_path_regular_file_kept);
     tcase_add_test(tc, unix_file_removed_on_close);
     tcase_add_test(tc, unix_abstract);
     tcase_add_test(tc, listen_errors);
