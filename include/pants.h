@@ -15,8 +15,10 @@
  *     Such a call from another thread fails with -EPERM (debug builds also
  *     print a loud message).
  *   - Safe from anywhere: pants_engine_stop, pants_loop_post,
- *     pants_stream_post, pants_stream_ref/unref, pants_server_broadcast,
- *     pants_server_connections, pants_server_listen and pants_server_close.
+ *     pants_stream_new, pants_stream_post, pants_stream_ref/unref,
+ *     pants_server_new, pants_server_broadcast, pants_server_connections,
+ *     pants_server_listen, pants_server_close, pants_datagram_new and
+ *     pants_datagram_close.
  *
  * Errors: calls that act return 0 or a negative errno; constructors return
  * NULL and set errno.  A call that fails never runs the callback it would
@@ -115,7 +117,8 @@ PANTS_EXTERN int pants_engine_run(pants_engine_t *e);
 PANTS_EXTERN int pants_engine_start(pants_engine_t *e);
 
 /* After start: wait until the engine has stopped and every channel closed.
- * Returns 0, or -EINVAL if it was not started.  Not from a loop thread. */
+ * Returns 0, -EINVAL if it was not started, -EDEADLK from one of its own
+ * loop threads. */
 PANTS_EXTERN int pants_engine_join(pants_engine_t *e);
 
 /* Stop: stop accepting, end() every stream and datagram (queued data is
@@ -125,7 +128,9 @@ PANTS_EXTERN int pants_engine_join(pants_engine_t *e);
 PANTS_EXTERN void pants_engine_stop(pants_engine_t *e);
 
 /* Free the engine after run/join returned, or one that never ran (its
- * channels are then freed without callbacks).  NULL is a no-op. */
+ * channels are then freed without callbacks, and functions posted to its
+ * loops run here, on the calling thread, so what they own is not lost).
+ * Drop stream references (pants_stream_unref) before.  NULL is a no-op. */
 PANTS_EXTERN void pants_engine_free(pants_engine_t *e);
 
 /* The number of worker loops.  Any thread. */
@@ -238,7 +243,7 @@ PANTS_EXTERN bool pants_stream_is_connected(const pants_stream_t *s);
 
 /* Keep the memory of s (not the connection) alive past on_close, so another
  * thread may hold a pointer; the last unref frees it on its loop.  Any
- * thread. */
+ * thread, until pants_engine_free. */
 PANTS_EXTERN void pants_stream_ref(pants_stream_t *s);
 PANTS_EXTERN void pants_stream_unref(pants_stream_t *s);
 
@@ -296,7 +301,9 @@ PANTS_EXTERN pants_server_t *pants_server_new(pants_engine_t *e, const pants_ser
 PANTS_EXTERN int pants_server_listen(pants_server_t *srv, const char *address, int backlog);
 
 /* Stop listening, close its connections (queued data dropped), remove its
- * Unix socket file; on_close follows once they are closed.  Any thread. */
+ * Unix socket file; on_close follows once they are closed.  Any thread.
+ * A server's memory stays until pants_engine_free, so the any-thread calls
+ * stay harmless after on_close (broadcast then returns -EPIPE). */
 PANTS_EXTERN void pants_server_close(pants_server_t *srv);
 
 /* Open connections.  Any thread. */
