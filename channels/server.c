@@ -274,7 +274,7 @@ static void adopt_task(void *a, void *b, uintptr_t c)
 /* Give fd to the next worker; the connection holds a server reference. */
 static void hand_off(pants_server_t *srv, int fd)
 {
-    pants_loop_t *l = pants_engine_next_loop(srv->engine);
+    pants_loop_t *l = pants__engine_accept_loop(srv->engine);
 
     __atomic_add_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL);
     server_ref(srv);

@@ -105,7 +105,8 @@ struct pants_engine_s {
     unsigned nloops;              /* worker loops */
     pants_loop_t **loops;         /* the workers */
     pants_loop_t *acceptor;       /* owns the listening sockets */
-    unsigned next;                /* round-robin cursor (atomic) */
+    unsigned next;                /* pants_engine_next_loop's cursor (atomic) */
+    unsigned accept_next;         /* the acceptor's own cursor (acceptor thread) */
     volatile sig_atomic_t stop;   /* stop was requested (atomic) */
     int state;                    /* PANTS__ENGINE_NEW / RUNNING / DONE */
     bool background;              /* started with pants_engine_start */
@@ -161,6 +162,11 @@ void pants__handle_finish(pants__handle_t *h);
 /* A stopping loop re-checks whether it may end now (after its last active
  * handle closed, or after running posted tasks). */
 void pants__loop_check_done(pants_loop_t *l);
+
+/* The worker the acceptor gives its next connection to: round-robin on a
+ * cursor of its own, so pants_engine_next_loop calls of the application
+ * do not skew it.  Acceptor thread. */
+pants_loop_t *pants__engine_accept_loop(pants_engine_t *e);
 
 /* Process-wide count of live objects (pants_live_objects).  Any thread. */
 void pants__live_add(long delta);

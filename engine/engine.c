@@ -101,6 +101,11 @@ pants_loop_t *pants_engine_next_loop(pants_engine_t *e)
     return e->loops[n % e->nloops];
 }
 
+pants_loop_t *pants__engine_accept_loop(pants_engine_t *e)
+{
+    return e->loops[e->accept_next++ % e->nloops];
+}
+
 static void *loop_thread(void *arg)
 {
     pants__loop_run(arg);

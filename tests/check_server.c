@@ -682,6 +682,39 @@ START_TEST(round_robin_over_loops)
 }
 END_TEST
 
+static void connect_posted(pants_stream_t *s, void *addr)
+{
+    ck_assert_int_eq(pants_stream_connect(s, addr), 0);
+}
+
+/* The application's own pants_engine_next_loop calls do not skew how the
+ * acceptor spreads connections: pants clients placed with it, on the same
+ * engine, still leave two server connections on every loop. */
+START_TEST(round_robin_beside_next_loop)
+{
+    pants_engine_options_t o = {.threads = RR_LOOPS};
+    pants_engine_t *e = pants_engine_new(&o);
+    struct srv_rec r = {0};
+    int per_loop[RR_LOOPS] = {0};
+    char addr[128];
+
+    ck_assert_ptr_nonnull(e);
+    rec_server(e, &r, "127.0.0.1:0", addr, sizeof(addr));
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    for (int i = 0; i < RR_CONNS; i++) { /* a client, its accept, the next client... */
+        pants_stream_t *c = pants_stream_new(pants_engine_next_loop(e), NULL, NULL);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(pants_stream_post(c, connect_posted, addr), 0);
+        ck_assert(pt_wait_count(&r.connected, i + 1, WAIT_MS));
+    }
+    for (int i = 0; i < RR_CONNS; i++)
+        per_loop[r.conns[i].loop_index]++;
+    for (int l = 0; l < RR_LOOPS; l++)
+        ck_assert_msg(per_loop[l] == RR_CONNS / RR_LOOPS, "loop %d got %d connections", l, per_loop[l]);
+    engine_down(e);
+}
+END_TEST
+
 START_TEST(one_thread_per_stream)
 {
     pants_engine_t *e = engine_up(RR_LOOPS);
@@ -1003,6 +1036,7 @@ Suite *server_suite(void)
     tcase_add_test(tc, accept_sets_callbacks);
     tcase_add_test(tc, close_in_on_accept);
     tcase_add_test(tc, round_robin_over_loops);
+    tcase_add_test(tc, round_robin_beside_next_loop);
     tcase_add_test(tc, one_thread_per_stream);
     tcase_add_test(tc, connection_count);
     tcase_add_test(tc, accept_emfile_keeps_listening);
