@@ -6,7 +6,7 @@
  * thread, so that it measures the server and not a second copy of the thing
  * being measured (it uses neither pants nor libevent).
  *
- * Four modes:
+ * Five modes:
  *   closed loop (default)  each connection keeps --pipeline messages in
  *                          flight; latency runs from the actual send.
  *   open loop (--rate R)   R messages per second in total, each due at a
@@ -18,12 +18,21 @@
  *   idle (--idle N)        open N connections, send nothing, hold them; says
  *                          on stderr once all are open, reports how many
  *                          stayed open (bench/run reads server memory then).
+ *   datagrams (--udp)      closed loop over UDP (or Unix datagram) sockets:
+ *                          each of the --connections sockets keeps
+ *                          --pipeline datagrams in flight; one that is not
+ *                          answered within --timeout is counted lost and a
+ *                          new one takes its place, so loss never stalls it.
  *
  * Every echoed byte is checked.  Byte o of a connection's stream is a pure
  * function of the connection, the message and the offset in it (a printable
  * pattern, rotated per message), so nothing is stored to verify it and a
  * server that mixes up, drops, repeats or reorders bytes is caught.  With
- * --line the pattern holds no '\n' and every message ends in one.
+ * --line the pattern holds no '\n' and every message ends in one.  A
+ * datagram starts with its sequence number (the socket's send count and the
+ * in-flight slot it was sent from), then the pattern of that number: an
+ * answer is matched to its slot at once, and a datagram echoed wrong, twice,
+ * late (after it was given up as lost) or out of order is told apart.
  *
  * Latency goes into a log-bucketed histogram written here (the HdrHistogram
  * layout: 128 linear sub-buckets per power of two, under 1% error), one per
@@ -51,6 +60,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,11 +74,18 @@
 #define MAX_SIZE       (16u << 20)  /* largest --size */
 #define MAX_REPORTED   5            /* mismatches described on stderr */
 
+#define UDP_HDR       8                /* --udp: sequence number heading a datagram */
+#define UDP_SLOT_BITS 16               /* its low bits: the slot (--pipeline <= 65536) */
+#define UDP_MAX       65507            /* largest --size with --udp (UDP over IPv4) */
+#define UDP_BATCH     64               /* datagrams per recvmmsg / sendmmsg */
+#define UDP_IDLE      UINT64_MAX       /* a slot whose datagram is settled */
+#define UDP_UNSENT    (UINT64_MAX - 1) /* a slot waiting for room in the kernel */
+
 #define HIST_SUB_BITS 7
 #define HIST_SUB      (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS  ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 
-enum mode { MODE_CLOSED, MODE_OPEN, MODE_CHURN, MODE_IDLE };
+enum mode { MODE_CLOSED, MODE_OPEN, MODE_CHURN, MODE_IDLE, MODE_UDP };
 
 enum conn_state { CS_NEW, CS_CONNECTING, CS_ACTIVE, CS_DEAD };
 
@@ -89,6 +106,9 @@ struct stats {
     uint64_t err_mismatch; /* echoed bytes that were wrong or unasked for */
     uint64_t err_closed;   /* connections the server closed */
     uint64_t err_io;       /* other socket errors */
+    uint64_t lost;         /* --udp: datagrams unanswered within --timeout */
+    uint64_t late;         /* --udp: answers to datagrams already given up */
+    uint64_t reordered;    /* --udp: answers overtaken by a later datagram's */
     struct hist hist;      /* latency of the messages counted */
 };
 
@@ -104,10 +124,12 @@ struct conn {
     bool counted;          /* its first connect has been settled */
     bool dirty;            /* --rate: on the thread's list to flush */
     uint64_t due;          /* messages that should be sent by now */
-    uint64_t sent;         /* bytes sent */
+    uint64_t sent;         /* bytes sent (--udp: datagrams) */
     uint64_t rcvd;         /* bytes received and verified */
+    uint64_t top;          /* --udp: latest send number answered */
     uint64_t t_start;      /* when its current connect began */
-    uint64_t *stamp;       /* closed loop: send time per in-flight slot */
+    uint64_t *stamp;       /* closed loop, --udp: send time per in-flight slot */
+    uint64_t *seq;         /* --udp: datagram in flight per slot, or UDP_* */
 };
 
 /* One load thread with its own epoll loop. */
@@ -124,6 +146,11 @@ struct thread {
     uint32_t ndirty;     /* entries in dirty */
     struct conn **retry; /* --churn: failed slots to reconnect */
     uint32_t nretry;     /* entries in retry */
+    uint32_t *resend;    /* --udp: slots of one socket to send anew */
+    uint32_t nresend;    /* entries in resend */
+    uint64_t next_sweep; /* --udp: when to look for lost datagrams next */
+    struct mmsghdr *mm;  /* --udp: recvmmsg / sendmmsg vector */
+    struct iovec *iov;   /* --udp: one buffer per entry of mm */
     double ns_per_msg;   /* --rate: this thread's interval between messages */
     uint64_t sched_next; /* --rate: the next message of its schedule */
     struct stats st;     /* what it measured */
@@ -143,6 +170,8 @@ static struct {
     double rate;                  /* --rate: messages per second, all told */
     double duration;              /* --duration, seconds */
     double warmup;                /* --warmup, seconds */
+    uint64_t timeout_ns;          /* --timeout: when a datagram is lost */
+    uint32_t batch;               /* --udp: datagrams per recvmmsg/sendmmsg */
     bool line;                    /* --line: messages end in '\n' */
     bool json;                    /* --json: one JSON object on stdout */
     char *pattern;                /* PAT_PERIOD + size printable bytes */
@@ -154,7 +183,7 @@ static struct {
     atomic_uint settled;          /* first connects finished, either way */
     atomic_uint opened;           /* first connects that succeeded */
     atomic_uint reported;         /* mismatches described so far */
-} g = {.conns = 50, .threads = 1, .size = 64, .pipeline = 1, .duration = 10};
+} g = {.conns = 50, .threads = 1, .size = 64, .pipeline = 1, .duration = 10, .timeout_ns = 200000000u};
 
 /* ---- Histogram -------------------------------------------------------- */
 
@@ -455,6 +484,204 @@ static void conn_read(struct thread *th, struct conn *c)
         conn_complete(th, c, before, after);
 }
 
+/* ---- Datagrams (--udp) ------------------------------------------------ */
+
+/* Datagram seq of c into dst (g.size bytes): the number, in host order (it
+ * comes back to this process), then the pattern of its send number. */
+static void udp_fill(char *dst, const struct conn *c, uint64_t seq)
+{
+    memcpy(dst, &seq, UDP_HDR);
+    memcpy(dst + UDP_HDR, msg_bytes(c, seq >> UDP_SLOT_BITS) + UDP_HDR, g.size - UDP_HDR);
+}
+
+static void udp_report(const struct conn *c, uint64_t seq, size_t len, const char *why)
+{
+    if (atomic_fetch_add(&g.reported, 1) >= MAX_REPORTED)
+        return;
+    fprintf(stderr, "loadgen: socket %u: datagram %llu (slot %u, %zu bytes): %s\n", c->id,
+            (unsigned long long)(seq >> UDP_SLOT_BITS), (unsigned)(seq & ((1u << UDP_SLOT_BITS) - 1)), len,
+            why);
+}
+
+/* Hand the n datagrams prepared in th->mm to the kernel.  Returns how many
+ * it took or refused for good; it had no room for the others (EAGAIN: a
+ * full send buffer, or a Unix server's full queue).  A refused one stays in
+ * flight unanswered: the sweep counts it lost and sends another. */
+static uint32_t udp_sendmmsg(struct thread *th, struct conn *c, uint32_t n)
+{
+    uint32_t i = 0;
+
+    while (i < n) {
+        int w = sendmmsg(c->fd, th->mm + i, n - i, MSG_NOSIGNAL);
+        if (w > 0) {
+            i += (uint32_t)w;
+        } else if (errno == EAGAIN || errno == ENOBUFS) {
+            break;
+        } else if (errno != EINTR) {
+            /* ECONNREFUSED: an ICMP error of an earlier datagram, no one
+             * listens (yet). */
+            if (errno == ECONNREFUSED)
+                th->st.err_closed++;
+            else
+                th->st.err_io++;
+            i++;
+        }
+    }
+    return i;
+}
+
+/* The kernel has no room for the datagrams of th->resend from index from
+ * on: they wait, unnumbered, until c is writable. */
+static void udp_block(struct thread *th, struct conn *c, uint32_t from)
+{
+    uint32_t i;
+
+    for (i = from; i < th->nresend; i++)
+        c->seq[th->resend[i]] = UDP_UNSENT;
+    th->nresend = 0;
+    conn_watch(th, c, EPOLLIN | EPOLLOUT);
+}
+
+/* Send a new datagram from every slot listed in th->resend. */
+static void udp_send(struct thread *th, struct conn *c)
+{
+    uint64_t now = bench_now_ns();
+    uint32_t done = 0, i;
+
+    while (done < th->nresend) {
+        uint32_t n = th->nresend - done < g.batch ? th->nresend - done : g.batch;
+        for (i = 0; i < n; i++) {
+            uint32_t slot = th->resend[done + i];
+            uint64_t seq = ((c->sent + i) << UDP_SLOT_BITS) | slot;
+            char *p = th->wbuf + (size_t)i * g.size;
+
+            c->seq[slot] = seq;
+            c->stamp[slot] = now;
+            udp_fill(p, c, seq);
+            th->iov[i] = (struct iovec){.iov_base = p, .iov_len = g.size};
+            th->mm[i].msg_hdr = (struct msghdr){.msg_iov = &th->iov[i], .msg_iovlen = 1};
+        }
+        i = udp_sendmmsg(th, c, n);
+        c->sent += i;
+        if (i < n) {
+            udp_block(th, c, done + i);
+            return;
+        }
+        done += n;
+    }
+    th->nresend = 0;
+}
+
+/* c is writable again: send what it had no room for. */
+static void udp_unblock(struct thread *th, struct conn *c)
+{
+    uint32_t slot;
+
+    for (slot = 0; slot < g.pipeline; slot++)
+        if (c->seq[slot] == UDP_UNSENT)
+            th->resend[th->nresend++] = slot;
+    conn_watch(th, c, EPOLLIN);
+    udp_send(th, c);
+}
+
+/* Settle slot of c (answered or lost) and queue a new datagram for it. */
+static void udp_settle(struct thread *th, struct conn *c, uint32_t slot)
+{
+    c->seq[slot] = UDP_IDLE;
+    th->resend[th->nresend++] = slot;
+}
+
+/* One echoed datagram of c: len bytes at p (flags: its msg_flags). */
+static void udp_answer(struct thread *th, struct conn *c, const char *p, size_t len, int flags, uint64_t now)
+{
+    uint64_t seq = 0, n;
+    uint32_t slot;
+
+    if (len >= UDP_HDR)
+        memcpy(&seq, p, UDP_HDR);
+    n = seq >> UDP_SLOT_BITS;
+    slot = (uint32_t)(seq & ((1u << UDP_SLOT_BITS) - 1));
+    if (len < UDP_HDR || slot >= g.pipeline || n >= c->sent) {
+        udp_report(c, seq, len, "never sent");
+        th->st.err_mismatch++;
+        return;
+    }
+    if (c->seq[slot] != seq) {
+        th->st.late++; /* given up as lost already, or echoed twice */
+        return;
+    }
+    if (n < c->top)
+        th->st.reordered++;
+    else
+        c->top = n;
+    if (len != g.size || (flags & MSG_TRUNC) ||
+        memcmp(p + UDP_HDR, msg_bytes(c, n) + UDP_HDR, len - UDP_HDR)) {
+        udp_report(c, seq, len, "wrong bytes");
+        th->st.err_mismatch++;
+    } else if (measuring(now)) {
+        hist_add(&th->st.hist, now - c->stamp[slot]);
+        th->st.msgs++;
+    }
+    udp_settle(th, c, slot);
+}
+
+/* c is readable: take a batch of echoes, send their successors in one go. */
+static void udp_read(struct thread *th, struct conn *c)
+{
+    uint64_t now;
+    uint32_t i;
+    int n;
+
+    for (i = 0; i < g.batch; i++) {
+        th->iov[i] = (struct iovec){.iov_base = th->rbuf + (size_t)i * g.size, .iov_len = g.size};
+        th->mm[i].msg_hdr = (struct msghdr){.msg_iov = &th->iov[i], .msg_iovlen = 1};
+    }
+    n = recvmmsg(c->fd, th->mm, g.batch, MSG_DONTWAIT, NULL);
+    if (n < 0) {
+        if (errno == ECONNREFUSED)
+            th->st.err_closed++;
+        else if (errno != EAGAIN && errno != EINTR)
+            th->st.err_io++;
+        return;
+    }
+    now = bench_now_ns();
+    for (i = 0; i < (uint32_t)n; i++)
+        udp_answer(th, c, th->rbuf + (size_t)i * g.size, th->mm[i].msg_len, th->mm[i].msg_hdr.msg_flags, now);
+    udp_send(th, c);
+}
+
+/* c is ready: fill every slot. */
+static void udp_start(struct thread *th, struct conn *c)
+{
+    uint32_t i;
+
+    conn_watch(th, c, EPOLLIN);
+    for (i = 0; i < g.pipeline; i++)
+        udp_settle(th, c, i);
+    udp_send(th, c);
+}
+
+/* Count the datagrams older than --timeout lost and send new ones. */
+static void udp_sweep(struct thread *th, uint64_t now)
+{
+    uint32_t i, slot;
+
+    for (i = 0; i < th->nconns; i++) {
+        struct conn *c = &th->conns[i];
+        if (c->state != CS_ACTIVE)
+            continue;
+        for (slot = 0; slot < g.pipeline; slot++) {
+            if (c->seq[slot] < UDP_UNSENT && now - c->stamp[slot] >= g.timeout_ns) {
+                th->st.lost++;
+                udp_settle(th, c, slot);
+            }
+        }
+        if (th->nresend > 0)
+            udp_send(th, c);
+    }
+    th->next_sweep = now + (g.timeout_ns / 4 > 1000000u ? g.timeout_ns / 4 : 1000000u);
+}
+
 /* c's connect succeeded: start its traffic. */
 static void conn_established(struct thread *th, struct conn *c)
 {
@@ -464,6 +691,10 @@ static void conn_established(struct thread *th, struct conn *c)
     conn_settle(c, true);
     if (g.mode == MODE_IDLE) {
         conn_watch(th, c, EPOLLIN);
+        return;
+    }
+    if (g.mode == MODE_UDP) {
+        udp_start(th, c);
         return;
     }
     if (g.mode == MODE_CLOSED) {
@@ -477,10 +708,27 @@ static void conn_established(struct thread *th, struct conn *c)
     conn_flush(th, c);
 }
 
+/* --udp: a datagram socket; a Unix one is bound to an autobind name, or the
+ * server could not answer it. */
+static int udp_socket(void)
+{
+    struct sockaddr_un any = {.sun_family = AF_UNIX};
+    int fd = socket(g.addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd >= 0 && g.addr.ss_family == AF_UNIX &&
+        bind(fd, (struct sockaddr *)&any, sizeof(sa_family_t)) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 static int conn_socket(void)
 {
     int fd, flags = SOCK_CLOEXEC;
 
+    if (g.mode == MODE_UDP)
+        return udp_socket();
     /* A Unix connect does not wait for the server: make it blocking. */
     if (g.addr.ss_family != AF_UNIX)
         flags |= SOCK_NONBLOCK;
@@ -554,6 +802,13 @@ static void conn_event(struct thread *th, uint64_t tag, uint32_t events)
         conn_connected(th, c);
         return;
     }
+    if (c->state == CS_ACTIVE && g.mode == MODE_UDP) {
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            udp_read(th, c);
+        if (events & EPOLLOUT)
+            udp_unblock(th, c);
+        return;
+    }
     if (c->state == CS_ACTIVE && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
         conn_read(th, c);
     if (c->gen == gen && c->state == CS_ACTIVE && (events & EPOLLOUT))
@@ -593,6 +848,8 @@ static struct timespec thread_timeout(struct thread *th, uint64_t now)
 
     if (g.t_end < wake)
         wake = g.t_end;
+    if (g.mode == MODE_UDP && th->next_sweep < wake)
+        wake = th->next_sweep;
     if (g.mode == MODE_OPEN) {
         uint64_t next = thread_schedule(th, now);
         if (next < wake)
@@ -645,6 +902,8 @@ static void *thread_main(void *arg)
 
         if (now >= g.t_end || atomic_load(&g.stop))
             break;
+        if (g.mode == MODE_UDP && now >= th->next_sweep)
+            udp_sweep(th, now);
         ts = thread_timeout(th, now);
         if (thread_retry(th))
             ts = (struct timespec){0, 0};
@@ -659,8 +918,9 @@ static void *thread_main(void *arg)
 /* Give thread t its share of connections: global ids t, t+T, t+2T... */
 static int thread_init(struct thread *th, uint32_t t)
 {
-    uint32_t i, stamps = g.mode == MODE_CLOSED ? g.pipeline : 0;
-    uint64_t *stamp;
+    uint32_t i, stamps = g.mode == MODE_CLOSED || g.mode == MODE_UDP ? g.pipeline : 0;
+    uint32_t seqs = g.mode == MODE_UDP ? g.pipeline : 0;
+    uint64_t *stamp, *seq;
 
     th->nconns = (g.conns - t + g.threads - 1) / g.threads;
     th->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -668,13 +928,23 @@ static int thread_init(struct thread *th, uint32_t t)
     th->dirty = calloc(th->nconns, sizeof(*th->dirty));
     th->retry = calloc(th->nconns, sizeof(*th->retry));
     stamp = calloc((size_t)th->nconns * stamps + 1, sizeof(*stamp));
+    seq = calloc((size_t)th->nconns * seqs + 1, sizeof(*seq));
+    th->resend = calloc(seqs + 1, sizeof(*th->resend));
+    th->mm = calloc(UDP_BATCH, sizeof(*th->mm));
+    th->iov = calloc(UDP_BATCH, sizeof(*th->iov));
     th->rbuf = malloc(RBUF_SIZE);
     th->wbuf = malloc(WBUF_SIZE);
-    if (th->epfd < 0 || !th->conns || !th->dirty || !th->retry || !stamp || !th->rbuf || !th->wbuf)
+    if (th->conns) {
+        th->conns[0].stamp = stamp;
+        th->conns[0].seq = seq;
+    }
+    if (th->epfd < 0 || !th->conns || !th->dirty || !th->retry || !stamp || !seq || !th->resend || !th->mm ||
+        !th->iov || !th->rbuf || !th->wbuf)
         return -ENOMEM;
     for (i = 0; i < th->nconns; i++) {
         th->conns[i] = (struct conn){.fd = -1, .index = i, .id = t + i * g.threads};
         th->conns[i].stamp = stamp + (size_t)i * stamps;
+        th->conns[i].seq = seq + (size_t)i * seqs;
     }
     if (g.mode == MODE_OPEN)
         th->ns_per_msg = 1e9 * g.threads / g.rate;
@@ -685,11 +955,16 @@ static void thread_deinit(struct thread *th)
 {
     if (th->epfd >= 0)
         close(th->epfd);
-    if (th->conns)
+    if (th->conns) {
         free(th->conns[0].stamp);
+        free(th->conns[0].seq);
+    }
     free(th->conns);
     free(th->dirty);
     free(th->retry);
+    free(th->resend);
+    free(th->mm);
+    free(th->iov);
     free(th->rbuf);
     free(th->wbuf);
 }
@@ -698,7 +973,7 @@ static void thread_deinit(struct thread *th)
 
 static const char *mode_name(void)
 {
-    static const char *const names[] = {"closed", "open", "churn", "idle"};
+    static const char *const names[] = {"closed", "open", "churn", "idle", "udp"};
 
     return names[g.mode];
 }
@@ -735,6 +1010,8 @@ static void report_json(const struct stats *s, double secs)
            "\"open\":%llu,",
            (unsigned long long)s->msgs, s->msgs / secs, s->msgs * (double)g.size / 1e6 / secs,
            (unsigned long long)s->conns, s->conns / secs, (unsigned long long)s->open);
+    printf("\"lost\":%llu,\"late\":%llu,\"reordered\":%llu,\"timeout_ms\":%.0f,", (unsigned long long)s->lost,
+           (unsigned long long)s->late, (unsigned long long)s->reordered, (double)g.timeout_ns / 1e6);
     printf(
         "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f},",
         us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
@@ -750,9 +1027,9 @@ static void report_text(const struct stats *s, double secs)
 {
     const struct hist *h = &s->hist;
 
-    printf("loadgen: %s mode, %u connections on %u thread%s, %u B messages%s, pipeline %u, to %s\n",
-           mode_name(), g.conns, g.threads, g.threads == 1 ? "" : "s", g.size, g.line ? " (lines)" : "",
-           g.pipeline, g.target);
+    printf("loadgen: %s mode, %u %s on %u thread%s, %u B messages%s, pipeline %u, to %s\n", mode_name(),
+           g.conns, g.mode == MODE_UDP ? "sockets" : "connections", g.threads, g.threads == 1 ? "" : "s",
+           g.size, g.line ? " (lines)" : "", g.pipeline, g.target);
     if (g.mode == MODE_OPEN)
         printf("  rate       %.0f msgs/s asked\n", g.rate);
     printf("  window     %.3f s after %.3f s warm-up\n", secs, g.warmup);
@@ -762,6 +1039,10 @@ static void report_text(const struct stats *s, double secs)
         printf("  churn      %llu connections (%.0f conns/s)\n", (unsigned long long)s->conns,
                s->conns / secs);
     printf("  open       %llu at the end\n", (unsigned long long)s->open);
+    if (g.mode == MODE_UDP)
+        printf("  datagrams  lost %llu  late %llu  reordered %llu  (lost: unanswered after %.0f ms)\n",
+               (unsigned long long)s->lost, (unsigned long long)s->late, (unsigned long long)s->reordered,
+               (double)g.timeout_ns / 1e6);
     printf("  latency    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (us)\n",
            us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
            us(hist_percentile(h, 99.9)), us(h->max));
@@ -786,6 +1067,9 @@ static void report(struct thread *ths)
         all.err_mismatch += s->err_mismatch;
         all.err_closed += s->err_closed;
         all.err_io += s->err_io;
+        all.lost += s->lost;
+        all.late += s->late;
+        all.reordered += s->reordered;
         hist_merge(&all.hist, &s->hist);
     }
     if (secs <= 0)
@@ -867,6 +1151,11 @@ static void usage(FILE *f)
                "                     intended send time (--pipeline is then ignored)\n"
                "  --churn            connect, one message, echo, close, repeat: conns/s\n"
                "  --idle N           hold N silent connections for the duration\n"
+               "  --udp              closed loop over datagrams: --connections sockets, each\n"
+               "                     with --pipeline datagrams of --size bytes (8..65507)\n"
+               "                     in flight; ADDR is a UDP server (or unix:/path)\n"
+               "  --timeout MS       --udp: a datagram unanswered this long is counted lost\n"
+               "                     and replaced by a new one (default 200)\n"
                "  --json             one JSON object on stdout instead of text\n");
 }
 
@@ -887,6 +1176,12 @@ static void check_args(void)
         why = "--rate must be positive";
     else if (!(g.duration > 0) || !(g.warmup >= 0))
         why = "--duration must be positive, --warmup not negative";
+    else if (g.mode == MODE_UDP && (g.size < UDP_HDR || g.size > UDP_MAX))
+        why = "--size must be 8..65507 with --udp";
+    else if (g.mode == MODE_UDP && g.line)
+        why = "--line does not apply to --udp";
+    else if (g.timeout_ns == 0)
+        why = "--timeout must be at least 1 ms";
     if (why) {
         fprintf(stderr, "loadgen: %s\n", why);
         usage(stderr);
@@ -894,12 +1189,13 @@ static void check_args(void)
     }
     if (g.threads > g.conns)
         g.threads = g.conns;
+    g.batch = RBUF_SIZE / g.size < UDP_BATCH ? RBUF_SIZE / g.size : UDP_BATCH;
 }
 
 static void set_mode(enum mode m)
 {
     if (g.mode != MODE_CLOSED && g.mode != m) {
-        fprintf(stderr, "loadgen: --rate, --churn and --idle exclude each other\n");
+        fprintf(stderr, "loadgen: --rate, --churn, --idle and --udp exclude each other\n");
         exit(2);
     }
     g.mode = m;
@@ -958,6 +1254,12 @@ static void parse_option(int o, const char *arg)
     case 'j':
         g.json = true;
         break;
+    case 'u':
+        set_mode(MODE_UDP);
+        break;
+    case 'T':
+        g.timeout_ns = bench_parse_ulong("--timeout", arg, 3600000) * 1000000u;
+        break;
     case 'h':
         usage(stdout);
         exit(0);
@@ -969,14 +1271,22 @@ static void parse_option(int o, const char *arg)
 
 static void parse_args(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"connect", required_argument, NULL, 'c'},  {"connections", required_argument, NULL, 'n'},
-        {"threads", required_argument, NULL, 't'},  {"size", required_argument, NULL, 's'},
-        {"pipeline", required_argument, NULL, 'p'}, {"duration", required_argument, NULL, 'd'},
-        {"warmup", required_argument, NULL, 'w'},   {"line", no_argument, NULL, 'L'},
-        {"rate", required_argument, NULL, 'r'},     {"churn", no_argument, NULL, 'C'},
-        {"idle", required_argument, NULL, 'i'},     {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"connect", required_argument, NULL, 'c'},
+                                         {"connections", required_argument, NULL, 'n'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"size", required_argument, NULL, 's'},
+                                         {"pipeline", required_argument, NULL, 'p'},
+                                         {"duration", required_argument, NULL, 'd'},
+                                         {"warmup", required_argument, NULL, 'w'},
+                                         {"line", no_argument, NULL, 'L'},
+                                         {"rate", required_argument, NULL, 'r'},
+                                         {"churn", no_argument, NULL, 'C'},
+                                         {"idle", required_argument, NULL, 'i'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"udp", no_argument, NULL, 'u'},
+                                         {"timeout", required_argument, NULL, 'T'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int o;
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
