@@ -88,6 +88,10 @@ void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s);
 /* Link s into srv's list of connections on s's loop. */
 void pants__server_conn_opened(pants_server_t *srv, pants_stream_t *s);
 
+/* The family of srv's listening socket, and so of its connections (a
+ * dual-stack listener's IPv4 peers are v4-mapped AF_INET6). */
+int pants__server_family(const pants_server_t *srv);
+
 /* The server's per-connection callbacks (copied at pants_server_new). */
 const pants_stream_callbacks_t *pants__server_conn_callbacks(const pants_server_t *srv);
 

@@ -43,6 +43,7 @@ struct pants_server_s {
     void *data;                        /* the application's pointer */
     pthread_mutex_t mu;                /* guards fd, bound, closing between threads */
     int fd;                            /* listening socket, or -1 */
+    int family;                        /* its family: that of every connection */
     bool bound;                        /* listen succeeded once */
     bool closing;                      /* close asked: no more accepts */
     bool finished;                     /* on_close ran or is about to */
@@ -127,6 +128,11 @@ void *pants_server_data(const pants_server_t *srv)
 pants_engine_t *pants_server_engine(const pants_server_t *srv)
 {
     return srv ? srv->engine : NULL;
+}
+
+int pants__server_family(const pants_server_t *srv)
+{
+    return srv->family;
 }
 
 const pants_stream_callbacks_t *pants__server_conn_callbacks(const pants_server_t *srv)
@@ -366,6 +372,7 @@ static int open_listener(pants_server_t *srv, pants_addr_t *a, int backlog)
         return rc;
     }
     srv->fd = fd;
+    srv->family = a->ss.ss_family;
     srv->bound = true;
     return 0;
 }

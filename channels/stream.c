@@ -438,7 +438,6 @@ static void set_nodelay(int fd, int family)
 void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
 {
     pants_stream_t *s = l->stopping ? NULL : calloc(1, sizeof(*s));
-    pants_addr_t local;
 
     if (s == NULL) {
         close(fd);
@@ -449,7 +448,7 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
     stream_init(s, l, pants__server_conn_callbacks(srv), NULL);
     s->server = srv;
     s->state = S_OPEN;
-    s->family = pants__addr_of_fd(fd, false, &local) == 0 ? local.ss.ss_family : AF_UNSPEC;
+    s->family = pants__server_family(srv); /* no getsockname per connection */
     pants__server_conn_opened(srv, s);
     pants__handle_start(&s->handle, l, &stream_ops, true);
     watch_fd(s, fd);

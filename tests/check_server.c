@@ -144,6 +144,7 @@ struct conn_rec {
     int connected_seq; /* ... on_connect ... */
     int closed_seq;    /* ... on_close */
     int reads;         /* on_read calls */
+    int family;        /* pants_stream_family in on_accept */
 };
 
 struct srv_rec {
@@ -201,6 +202,7 @@ static void on_accept(pants_server_t *srv, pants_stream_t *conn)
     c->s = conn;
     c->thread = pthread_self();
     c->loop_index = (int)pants_loop_index(pants_stream_loop(conn));
+    c->family = pants_stream_family(conn);
     c->accepted_seq = INC(r->seq);
     check_thread(c);
     if (pants_stream_server(conn) != srv)
@@ -422,6 +424,7 @@ START_TEST(unix_abstract)
     ck_assert_int_ge(fd, 0);
     plain_send(fd, "abstract");
     plain_expect(fd, "abstract");
+    ck_assert_int_eq(r.conns[0].family, AF_UNIX);
     close(fd);
     engine_down(e);
 }
@@ -444,6 +447,7 @@ START_TEST(listen_on_localhost)
     ck_assert_int_ge(fd, 0);
     plain_send(fd, "lo");
     plain_expect(fd, "lo");
+    ck_assert_int_eq(r.conns[0].family, AF_INET);
     close(fd);
     engine_down(e);
 }
@@ -507,6 +511,8 @@ START_TEST(dual_stack_any)
     plain_send(fd6, "over v6");
     plain_expect(fd4, "over v4");
     plain_expect(fd6, "over v6");
+    ck_assert_int_eq(r.conns[0].family, AF_INET6); /* v4 peers are v4-mapped */
+    ck_assert_int_eq(r.conns[1].family, AF_INET6);
     close(fd4);
     close(fd6);
     ck_assert(pt_wait_count(&r.conn_closed, 2, WAIT_MS));
