@@ -768,7 +768,7 @@ void pants_datagram_close(pants_datagram_t *d)
 
     if (d == NULL)
         return;
-    entered = pants__loop_enter(d->handle.loop, "pants_datagram_close");
+    entered = pants__loop_enter(d->handle.loop, NULL); /* any thread: posted, no warning */
     if (entered < 0) {
         /* Misuse, but closing must not be lost: hand it to the owner. */
         dgram_ref(d);
