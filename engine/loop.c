@@ -214,7 +214,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 void pants__handle_start(pants__handle_t *h, pants_loop_t *l, const pants__handle_ops_t *ops, bool active)
 {
     h->ops = ops;
-    h->loop = l;
+    if (h->loop != l) /* set already by a channel other threads may read */
+        h->loop = l;
     h->active = active;
     h->linked = true;
     h->next = &l->handles;
