@@ -137,6 +137,13 @@ static inline int pants__loop_enter(pants_loop_t *l, const char *what)
     return pants__current_loop == l ? 0 : pants__loop_enter_slow(l, what);
 }
 
+/* May the calling thread touch l's base and lists?  Its own thread, or any
+ * thread before l runs (then holding l's setup lock).  For debug asserts. */
+static inline bool pants__loop_owned(const pants_loop_t *l)
+{
+    return pants__current_loop == l || !l->running;
+}
+
 void pants__loop_leave(pants_loop_t *l, int entered);
 
 /* Is the calling thread l's own? */

@@ -183,6 +183,7 @@ static void run_tasks(pants_loop_t *l)
 {
     pants__taskq_t batch;
 
+    PANTS__ASSERT(pants__current_loop == l);
     pthread_mutex_lock(&l->queue_mu);
     batch = l->queue;
     l->queue = l->running_q;
@@ -214,6 +215,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 void pants__handle_start(pants__handle_t *h, pants_loop_t *l, const pants__handle_ops_t *ops, bool active)
 {
+    PANTS__ASSERT(pants__loop_owned(l));
     h->ops = ops;
     if (h->loop != l) /* set already by a channel other threads may read */
         h->loop = l;
@@ -235,6 +237,7 @@ void pants__handle_finish(pants__handle_t *h)
 
     if (!h->linked)
         return;
+    PANTS__ASSERT(pants__loop_owned(l));
     h->linked = false;
     h->prev->next = h->next;
     h->next->prev = h->prev;
