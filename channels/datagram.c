@@ -48,6 +48,8 @@
 
 #include "channels-internal.h"
 
+#define SPARE_PAYLOAD       2048          /* packets up to this size reuse queue nodes */
+#define SPARE_MAX           64            /* reusable nodes kept per datagram */
 #define RECV_BATCH          32            /* packets per recvmmsg */
 #define RECV_ROUNDS         4             /* recvmmsg calls per wake-up, then the others run */
 #define SLOT_SIZE           65536         /* receive room per packet: any UDP payload fits */
@@ -83,6 +85,7 @@ typedef struct packet_s {
     struct packet_s *next; /* the send queue */
     lookup_t *lookup;      /* name still to turn into to, or NULL */
     size_t len;            /* payload bytes */
+    size_t cap;            /* payload bytes allocated */
     pants_addr_t to;       /* destination (once known) */
     unsigned char data[];  /* payload */
 } packet_t;
@@ -142,6 +145,8 @@ struct pants_datagram_s {
     void *data;                    /* the application's pointer */
     packet_t *head;                /* send queue, FIFO */
     packet_t *tail;                /* its last packet */
+    packet_t *spare;               /* emptied small nodes, reused by the queue */
+    unsigned nspare;               /* how many */
     size_t queued;                 /* payload bytes queued (atomic store, any-thread load) */
     size_t queue_limit;            /* most payload bytes queued */
     lookup_t *lookups;             /* names being resolved or still needed */
@@ -677,6 +682,12 @@ static void drop_queue(pants_datagram_t *d)
         d->head = p->next;
         free(p);
     }
+    while (d->spare != NULL) {
+        packet_t *p = d->spare;
+        d->spare = p->next;
+        free(p);
+    }
+    d->nspare = 0;
     d->tail = NULL;
     __atomic_store_n(&d->queued, 0, __ATOMIC_RELAXED);
 }
@@ -1008,6 +1019,36 @@ static void unblock(pants_datagram_t *d)
 }
 
 /* Take p (after prev, or the head) off the queue and free it. */
+/* Queue nodes: packets up to SPARE_PAYLOAD bytes get nodes of that size,
+ * and an emptied one is kept for the next, so a steady stream of replies
+ * allocates nothing per packet. */
+static packet_t *packet_alloc(pants_datagram_t *d, size_t len)
+{
+    size_t cap = len <= SPARE_PAYLOAD ? SPARE_PAYLOAD : len;
+    packet_t *p = d->spare;
+
+    if (cap == SPARE_PAYLOAD && p != NULL) {
+        d->spare = p->next;
+        d->nspare--;
+        return p;
+    }
+    p = malloc(sizeof(*p) + cap);
+    if (p != NULL)
+        p->cap = cap;
+    return p;
+}
+
+static void packet_free(pants_datagram_t *d, packet_t *p)
+{
+    if (p->cap != SPARE_PAYLOAD || d->nspare >= SPARE_MAX || d->state == G_CLOSED) {
+        free(p);
+        return;
+    }
+    p->next = d->spare;
+    d->spare = p;
+    d->nspare++;
+}
+
 static void unlink_packet(pants_datagram_t *d, packet_t *prev, packet_t *p)
 {
     if (prev)
@@ -1019,7 +1060,7 @@ static void unlink_packet(pants_datagram_t *d, packet_t *prev, packet_t *p)
     queued_add(d, p->len, false);
     if (p->lookup)
         lookup_unref(d, p->lookup);
-    free(p);
+    packet_free(d, p);
 }
 
 /* Give p its address if it waited for a name.  0: ready to send; 1: its
@@ -1160,7 +1201,7 @@ static int make_room(pants_datagram_t *d, size_t len)
 
 static int enqueue(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *to, lookup_t *lk)
 {
-    packet_t *p = malloc(sizeof(*p) + len);
+    packet_t *p = packet_alloc(d, len);
 
     if (p == NULL)
         return -ENOMEM;
