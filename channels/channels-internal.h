@@ -18,9 +18,9 @@
 
 /* ---- addr.c ------------------------------------------------------------- */
 
-#define PANTS__ADDR_ANY 1u       /* accept ":port" and "*:port" (every interface) */
+#define PANTS__ADDR_ANY       1u /* accept ":port" and "*:port" (every interface) */
 #define PANTS__ADDR_LOCALHOST 2u /* "localhost" means 127.0.0.1, no resolver */
-#define PANTS__ADDR_LISTEN (PANTS__ADDR_ANY | PANTS__ADDR_LOCALHOST)
+#define PANTS__ADDR_LISTEN    (PANTS__ADDR_ANY | PANTS__ADDR_LOCALHOST)
 
 /* Split "host:port", "[v6]:port", ":port", "*:port", "unix:..." (flags: which
  * of the listening forms are accepted).  Returns 0 with *a filled for a
@@ -81,6 +81,12 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd);
 
 /* Run srv's on_accept for the new connection s (on s's loop). */
 void pants__server_accepted(pants_server_t *srv, pants_stream_t *s);
+
+/* Queue len bytes of data without copying them; release(data, len, arg)
+ * runs exactly once, when they have been sent or dropped, or before this
+ * returns if it fails.  On s's loop.  0, -EPIPE, -ENOMEM. */
+int pants__stream_write_shared(pants_stream_t *s, const void *data, size_t len,
+                               void (*release)(const void *, size_t, void *), void *arg);
 
 /* A connection of srv closed for good (on its loop): srv's bookkeeping. */
 void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s);

@@ -25,9 +25,9 @@
 
 #include "channels-internal.h"
 
-#define DEFAULT_BACKLOG 1024
+#define DEFAULT_BACKLOG    1024
 #define ACCEPTS_PER_WAKEUP 256
-#define EMFILE_BACKOFF_MS 100
+#define EMFILE_BACKOFF_MS  100
 
 enum server_deferred {
     D_LISTENED = 1, /* run on_listen */
@@ -35,27 +35,27 @@ enum server_deferred {
 };
 
 struct pants_server_s {
-    pants__handle_t handle;            /* on the acceptor's list (active) */
-    pants_engine_t *engine;            /* owner */
-    int refs;                          /* references (atomic) */
-    pants_server_callbacks_t cb;       /* the application's callbacks */
-    pants_stream_callbacks_t conn_cb;  /* given to every connection */
-    void *data;                        /* the application's pointer */
-    pthread_mutex_t mu;                /* guards fd, bound, closing between threads */
-    int fd;                            /* listening socket, or -1 */
-    int family;                        /* its family: that of every connection */
-    bool bound;                        /* listen succeeded once */
-    bool closing;                      /* close asked: no more accepts */
-    bool finished;                     /* on_close ran or is about to */
-    bool armed;                        /* listen_ev is added */
-    bool emfile_reported;              /* on_error told of this shortage */
-    pants__bound_path_t unix_path;     /* socket file to remove on close */
-    struct event listen_ev;            /* fd readable: accept */
-    struct event backoff_ev;           /* resume accepting after EMFILE */
-    struct event defer_ev;             /* deferred callbacks */
-    unsigned deferred;                 /* enum server_deferred bits */
-    size_t conns;                      /* open connections (atomic) */
-    pants_stream_t **heads;            /* per worker: its connections */
+    pants__handle_t handle;           /* on the acceptor's list (active) */
+    pants_engine_t *engine;           /* owner */
+    int refs;                         /* references (atomic) */
+    pants_server_callbacks_t cb;      /* the application's callbacks */
+    pants_stream_callbacks_t conn_cb; /* given to every connection */
+    void *data;                       /* the application's pointer */
+    pthread_mutex_t mu;               /* guards fd, bound, closing between threads */
+    int fd;                           /* listening socket, or -1 */
+    int family;                       /* its family: that of every connection */
+    bool bound;                       /* listen succeeded once */
+    bool closing;                     /* close asked: no more accepts */
+    bool finished;                    /* on_close ran or is about to */
+    bool armed;                       /* listen_ev is added */
+    bool emfile_reported;             /* on_error told of this shortage */
+    pants__bound_path_t unix_path;    /* socket file to remove on close */
+    struct event listen_ev;           /* fd readable: accept */
+    struct event backoff_ev;          /* resume accepting after EMFILE */
+    struct event defer_ev;            /* deferred callbacks */
+    unsigned deferred;                /* enum server_deferred bits */
+    size_t conns;                     /* open connections (atomic) */
+    pants_stream_t **heads;           /* per worker: its connections */
 };
 
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
@@ -481,8 +481,10 @@ void pants_server_close(pants_server_t *srv)
 
 /* ---- Broadcast ---------------------------------------------------------- */
 
+#define SHARE_MIN 1024 /* from this size on, connections share one copy */
+
 typedef struct blob_s {
-    int refs;             /* one per loop task (atomic) */
+    int refs;             /* loop tasks and queued shares (atomic) */
     size_t len;           /* bytes in data */
     unsigned char data[]; /* the message, copied once */
 } blob_t;
@@ -493,14 +495,31 @@ static void blob_unref(blob_t *b)
         free(b);
 }
 
+/* A connection's queue let go of its share (sent, or dropped). */
+static void blob_released(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    blob_unref(arg);
+}
+
+/* Small messages are copied into each queue (cheaper than a reference);
+ * large ones are queued by reference, so N connections cost one copy. */
 static void broadcast_task(void *a, void *b, uintptr_t c)
 {
     pants_server_t *srv = a;
     blob_t *blob = b;
 
-    for (pants_stream_t *s = srv->heads[c]; s != NULL; s = *pants__stream_srv_next(s))
-        if (pants__stream_is_open(s))
+    for (pants_stream_t *s = srv->heads[c]; s != NULL; s = *pants__stream_srv_next(s)) {
+        if (!pants__stream_is_open(s))
+            continue;
+        if (blob->len < SHARE_MIN) {
             pants_stream_write(s, blob->data, blob->len);
+            continue;
+        }
+        __atomic_add_fetch(&blob->refs, 1, __ATOMIC_RELAXED);
+        pants__stream_write_shared(s, blob->data, blob->len, blob_released, blob);
+    }
     blob_unref(blob);
     server_unref(srv);
 }

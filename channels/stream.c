@@ -823,6 +823,25 @@ static int stream_write(pants_stream_t *s, const void *data, size_t len)
     return rc;
 }
 
+int pants__stream_write_shared(pants_stream_t *s, const void *data, size_t len,
+                               void (*release)(const void *, size_t, void *), void *arg)
+{
+    int rc = write_state_error(s);
+
+    if (rc == 0 && len > 0)
+        rc = unstage(s);
+    if (rc == 0 && len > 0) {
+        if (evbuffer_add_reference(s->out, data, len, release, arg) == 0) {
+            s->want_on_write = true;
+            schedule_flush(s);
+            return 0;
+        }
+        rc = -ENOMEM;
+    }
+    release(data, len, arg);
+    return rc;
+}
+
 int pants_stream_write(pants_stream_t *s, const void *data, size_t len)
 {
     int entered, rc;

@@ -856,6 +856,47 @@ static void *broadcast_thread(void *arg)
     return (void *)rc;
 }
 
+/* A large message is shared by the connections' queues, not copied into
+ * each; every client still gets every byte, in order with small ones. */
+START_TEST(broadcast_large_shared)
+{
+    pants_engine_t *e = engine_up(2);
+    struct srv_rec r = {0};
+    const size_t big = 300 * 1000;
+    unsigned char *msg = malloc(big), *got = malloc(big);
+    char addr[128];
+    int fds[4];
+
+    for (size_t i = 0; i < big; i++)
+        msg[i] = (unsigned char)(i * 31 + i / 7);
+    rec_server(e, &r, "127.0.0.1:0", addr, sizeof(addr));
+    for (int i = 0; i < 4; i++) {
+        fds[i] = plain_connect(addr);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    ck_assert(pt_wait_count(&r.connected, 4, WAIT_MS));
+    ck_assert_int_eq(pants_server_broadcast(r.srv, "head\n", 5), 0);
+    ck_assert_int_eq(pants_server_broadcast(r.srv, msg, big), 0);
+    ck_assert_int_eq(pants_server_broadcast(r.srv, "tail\n", 5), 0);
+    for (int i = 0; i < 4; i++) {
+        size_t have = 0;
+        plain_expect(fds[i], "head\n");
+        while (have < big) {
+            ssize_t n = recv(fds[i], got + have, big - have, 0);
+            ck_assert_int_gt(n, 0);
+            have += (size_t)n;
+        }
+        ck_assert_int_eq(memcmp(got, msg, big), 0);
+        plain_expect(fds[i], "tail\n");
+        close(fds[i]);
+    }
+    ck_assert(pt_wait_count(&r.conn_closed, 4, WAIT_MS));
+    free(msg);
+    free(got);
+    engine_down(e);
+}
+END_TEST
+
 START_TEST(broadcast_from_foreign_thread)
 {
     pants_engine_t *e = engine_up(2);
@@ -1047,6 +1088,7 @@ Suite *server_suite(void)
     tcase_add_test(tc, connection_count);
     tcase_add_test(tc, accept_emfile_keeps_listening);
     tcase_add_test(tc, broadcast_from_foreign_thread);
+    tcase_add_test(tc, broadcast_large_shared);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("close");
