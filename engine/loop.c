@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,32 +300,57 @@ void pants__loop_check_done(pants_loop_t *l)
 
 /* ---- Life cycle --------------------------------------------------------- */
 
+/* libevent calls exit() when the signal socketpair of a new base cannot be
+ * made (evsig_init_), so a process short of descriptors would die inside
+ * event_base_new. Make sure the base's three (epoll, socketpair) are there
+ * first; a shortage then is an ordinary EMFILE. */
+static int reserve_base_fds(int fd)
+{
+    int spare[3], n, rc = 0, saved;
+
+    for (n = 0; n < 3; n++) {
+        spare[n] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (spare[n] < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    saved = errno;
+    while (n-- > 0)
+        close(spare[n]);
+    errno = saved;
+    return rc;
+}
+
 pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
 {
     struct event_config *cfg;
     pants_loop_t *l = calloc(1, sizeof(*l));
+    int saved;
 
     if (l == NULL)
         return NULL;
     l->engine = e;
     l->index = index;
     l->handles.next = l->handles.prev = &l->handles;
-    l->wake_fd = -1;
+    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->wake_fd < 0)
+        goto free_loop;
+    if (reserve_base_fds(l->wake_fd) < 0)
+        goto close_wake;
     cfg = event_config_new();
     if (cfg == NULL)
-        goto free_loop;
+        goto close_wake;
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    event_config_require_features(cfg, EV_FEATURE_ET); /* epoll, never poll or select */
     l->base = event_base_new_with_config(cfg);
     event_config_free(cfg);
     if (l->base == NULL)
-        goto free_loop;
+        goto close_wake;
     l->early_close = (event_base_get_features(l->base) & EV_FEATURE_EARLY_CLOSE) != 0;
     l->scratch = malloc(PANTS__SCRATCH_SIZE);
     l->wscratch = malloc(PANTS__SCRATCH_SIZE);
     if (l->scratch == NULL || l->wscratch == NULL)
-        goto free_base;
-    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (l->wake_fd < 0)
         goto free_base;
     event_assign(&l->wake_ev, l->base, l->wake_fd, EV_READ | EV_PERSIST | EV_ET, on_wake, l);
     event_add(&l->wake_ev, NULL);
@@ -338,6 +364,10 @@ free_base:
     free(l->scratch);
     free(l->wscratch);
     event_base_free(l->base);
+close_wake:
+    saved = errno;
+    close(l->wake_fd);
+    errno = saved;
 free_loop:
     free(l);
     errno = errno ? errno : ENOMEM;
