@@ -463,7 +463,7 @@ START_TEST(test_new_fails_cleanly_without_fds)
     int lowest, failed = 0, made = 0;
 
     ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-    lowest = dup(0); /* the lowest free descriptor */
+    lowest = pt_lowest_free_fd(); /* the lowest free descriptor */
     ck_assert_int_ge(lowest, 0);
     close(lowest);
     for (int extra = 0; extra <= 24; extra++) {

@@ -817,7 +817,7 @@ START_TEST(accept_emfile_keeps_listening)
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_int_ge(fds[i], 0);
     }
-    probe = dup(0); /* the lowest free descriptor: the only one accept may take */
+    probe = pt_lowest_free_fd(); /* the lowest free descriptor: the only one accept may take */
     ck_assert_int_ge(probe, 0);
     close(probe);
     ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);

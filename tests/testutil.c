@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,4 +76,13 @@ void pt_on_loop(pants_loop_t *l, pants_fn_t fn, void *arg)
 
     ck_assert_int_eq(pants_loop_post(l, on_loop_trampoline, &c), 0);
     ck_assert(pt_wait(&c.done, 5000));
+}
+
+int pt_lowest_free_fd(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    if (fd >= 0)
+        close(fd);
+    return fd;
 }

@@ -26,6 +26,10 @@ void pt_sleep_ms(unsigned ms);
  * removed at exit). */
 void pt_unix_addr(char *buf, size_t len, const char *name);
 
+/* The lowest descriptor number not in use now (what the next socket or
+ * accept would get); independent of whether stdin is open. */
+int pt_lowest_free_fd(void);
+
 /* Run fn(arg) on loop l and wait until it returned (at most 5 s). */
 void pt_on_loop(pants_loop_t *l, pants_fn_t fn, void *arg);
 
