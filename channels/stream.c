@@ -875,7 +875,7 @@ static int file_span(int fd, off_t offset, size_t nbytes, size_t *span)
 
 static int stream_write_file(pants_stream_t *s, int fd, off_t offset, size_t nbytes)
 {
-    size_t span;
+    size_t span = 0;
     int rc = write_state_error(s);
 
     if (rc == 0)

@@ -1686,7 +1686,7 @@ START_TEST(end_while_connecting_delivers)
 {
     pants_engine_t *e = engine_up2();
     struct collect got = {.len = 0};
-    struct end_early x = {.t = {{0}}};
+    struct end_early x = {.addr = NULL};
     char addr[128];
 
     serve(e, (enum family)_i, &collect_cb, &got, addr, sizeof(addr));
@@ -1707,7 +1707,7 @@ END_TEST
 START_TEST(end_while_connecting_fails)
 {
     pants_engine_t *e = engine_up2();
-    struct end_early x = {.t = {{0}}};
+    struct end_early x = {.addr = NULL};
     char dead[64];
     int holder = -1;
 
