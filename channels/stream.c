@@ -80,6 +80,9 @@ struct pants_stream_s {
     bool ending;               /* end(): close once everything is sent */
     bool want_on_write;        /* something was written since the last on_write */
     bool hup_seen;             /* the peer's FIN was signalled: a short read is not the end */
+    bool paused;               /* pause_reading: no read, no on_read until resume */
+    uint64_t connect_timeout_ms;  /* bound on a connect, lookup included; 0 = none */
+    struct event *connect_timer;  /* armed while connecting (lazy), or NULL */
 };
 
 static void stream_on_io(evutil_socket_t fd, short what, void *arg);
@@ -203,8 +206,15 @@ static void defer(pants_stream_t *s, unsigned what)
     event_active(&s->defer_ev, 0, 0);
 }
 
+static void disarm_connect_timer(pants_stream_t *s)
+{
+    if (s->connect_timer)
+        event_del(s->connect_timer);
+}
+
 static void release_io(pants_stream_t *s)
 {
+    disarm_connect_timer(s);
     if (s->resolve) {
         pants__resolve_cancel(s->resolve);
         s->resolve = NULL;
@@ -223,6 +233,9 @@ static void release_io(pants_stream_t *s)
 
 static void free_buffers(pants_stream_t *s)
 {
+    if (s->connect_timer)
+        event_free(s->connect_timer);
+    s->connect_timer = NULL;
     pants__inbuf_deinit(&s->in);
     if (s->out)
         evbuffer_free(s->out);
@@ -262,6 +275,7 @@ static void connect_error(pants_stream_t *s, int err)
 {
     bool keep = s->cb.on_connect_error != NULL && !s->ending;
 
+    disarm_connect_timer(s);
     s->state = S_NEW;
     if (s->cb.on_connect_error)
         s->cb.on_connect_error(s, err);
@@ -554,10 +568,47 @@ static bool connect_finished(pants_stream_t *s)
     free(s->candidates);
     s->candidates = NULL;
     s->ncandidates = 0;
+    disarm_connect_timer(s);
     s->state = S_OPEN;
     if (s->cb.on_connect)
         s->cb.on_connect(s);
     return s->state == S_OPEN;
+}
+
+/* The connect (or the lookup before it) took too long: give up on it as
+ * if it had failed with -ETIMEDOUT. */
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    pants_stream_t *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (s->state != S_RESOLVING && s->state != S_CONNECTING)
+        return;
+    release_io(s); /* the lookup, the socket, the addresses left */
+    s->deferred &= ~(unsigned)(D_CONNECT_ERROR | D_RESOLVE);
+    connect_error(s, -ETIMEDOUT);
+}
+
+/* (Re)start the connect bound, counted from now, if one is set and a
+ * connect is under way. */
+static int arm_connect_timer(pants_stream_t *s)
+{
+    struct timeval tv;
+
+    if (s->connect_timeout_ms == 0 || (s->state != S_RESOLVING && s->state != S_CONNECTING)) {
+        disarm_connect_timer(s);
+        return 0;
+    }
+    if (s->connect_timer == NULL) {
+        s->connect_timer = evtimer_new(s->loop->base, on_connect_timeout, s);
+        if (s->connect_timer == NULL)
+            return -ENOMEM;
+    }
+    tv.tv_sec = (time_t)(s->connect_timeout_ms / 1000);
+    tv.tv_usec = (suseconds_t)(s->connect_timeout_ms % 1000) * 1000;
+    event_base_update_cache_time(s->loop->base);
+    return evtimer_add(s->connect_timer, &tv) < 0 ? -ENOMEM : 0;
 }
 
 static int connect_state_error(const pants_stream_t *s)
@@ -588,7 +639,7 @@ static int stream_connect(pants_stream_t *s, const char *address)
         return rc;
     if (rc == 0) {
         connect_to(s, &a);
-        return 0;
+        return arm_connect_timer(s);
     }
     /* The resolver is the loop's: it is asked from the loop once that runs
      * (a lookup started before would stay in evdns if it never runs). */
@@ -598,7 +649,29 @@ static int stream_connect(pants_stream_t *s, const char *address)
     s->port = port;
     s->state = S_RESOLVING;
     defer(s, D_RESOLVE);
-    return 0;
+    return arm_connect_timer(s);
+}
+
+static int set_connect_timeout(pants_stream_t *s, uint64_t ms)
+{
+    if (ms > (uint64_t)INT32_MAX * 1000)
+        return -EINVAL;
+    s->connect_timeout_ms = ms;
+    return s->state == S_CLOSED ? 0 : arm_connect_timer(s);
+}
+
+int pants_stream_set_connect_timeout(pants_stream_t *s, uint64_t ms)
+{
+    int entered, rc;
+
+    if (s == NULL)
+        return -EINVAL;
+    entered = pants__loop_enter(s->loop, "pants_stream_set_connect_timeout");
+    if (entered < 0)
+        return entered;
+    rc = set_connect_timeout(s, ms);
+    pants__loop_leave(s->loop, entered);
+    return rc;
 }
 
 int pants_stream_connect(pants_stream_t *s, const char *address)
@@ -630,6 +703,8 @@ static size_t deliver_span(pants_stream_t *s, const unsigned char *p, size_t n)
     size_t used = 0;
 
     while (s->state == S_OPEN && !s->ending) {
+        if (s->paused)
+            return used; /* the rest waits in the buffer */
         size_t skip = 0;
         int err = 0;
         ssize_t len = pants__framer_scan(&s->framer, p + used, n - used, &skip, &err);
@@ -652,7 +727,7 @@ static void deliver_buffered(pants_stream_t *s)
 {
     bool warned = false;
 
-    while (s->state == S_OPEN && !s->ending) {
+    while (s->state == S_OPEN && !s->ending && !s->paused) {
         size_t len = s->in.len;
         size_t used = len ? deliver_span(s, pants__inbuf_data(&s->in), len) : 0;
         if (used == SIZE_MAX)
@@ -728,13 +803,35 @@ static bool must_drain(const pants_stream_t *s)
     return s->hup_seen || !s->loop->early_close;
 }
 
+/* Paused, the socket is not read, so a reset shows only as a pending
+ * socket error (a plain FIN leaves none; epoll flags a reset as an error,
+ * without the peer-closed flag). */
+static void paused_check(pants_stream_t *s)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+        return;
+    if (is_reset(err))
+        stream_close_now(s);
+    else
+        stream_fail(s, -err);
+}
+
 static void stream_read(pants_stream_t *s)
 {
+    if (s->paused) {
+        paused_check(s);
+        return;
+    }
     if (s->in.len > 0 && !s->ending)
         deliver_buffered(s); /* the delimiter may have changed meanwhile */
     for (int i = 0; i < READS_PER_WAKEUP; i++) {
         bool direct;
         size_t asked;
+        if (s->paused || s->state != S_OPEN)
+            return; /* resume reads again */
         ssize_t n = read_some(s, &direct, &asked);
         if (n == -EINTR)
             continue;
@@ -1091,6 +1188,52 @@ static int set_limit(pants_stream_t *s, size_t max_bytes)
 int pants_stream_set_read_limit(pants_stream_t *s, size_t max_bytes)
 {
     WITH_STREAM(s, "pants_stream_set_read_limit", set_limit(s, max_bytes));
+}
+
+/* ---- Pausing reads ------------------------------------------------------ */
+
+static int set_paused(pants_stream_t *s, bool paused)
+{
+    if (s->state == S_CLOSED)
+        return -EPIPE;
+    s->paused = paused;
+    /* The edge that announced the waiting bytes may be gone: look again. */
+    if (!paused && s->state == S_OPEN && s->fd >= 0)
+        event_active(&s->ev, EV_READ, 0);
+    return 0;
+}
+
+int pants_stream_pause_reading(pants_stream_t *s)
+{
+    int entered, rc;
+
+    if (s == NULL)
+        return -EINVAL;
+    entered = pants__loop_enter(s->loop, "pants_stream_pause_reading");
+    if (entered < 0)
+        return entered;
+    rc = set_paused(s, true);
+    pants__loop_leave(s->loop, entered);
+    return rc;
+}
+
+int pants_stream_resume_reading(pants_stream_t *s)
+{
+    int entered, rc;
+
+    if (s == NULL)
+        return -EINVAL;
+    entered = pants__loop_enter(s->loop, "pants_stream_resume_reading");
+    if (entered < 0)
+        return entered;
+    rc = set_paused(s, false);
+    pants__loop_leave(s->loop, entered);
+    return rc;
+}
+
+bool pants_stream_is_reading_paused(const pants_stream_t *s)
+{
+    return s != NULL && s->paused;
 }
 
 /* ---- Posting to a stream ------------------------------------------------ */

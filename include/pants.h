@@ -216,6 +216,24 @@ PANTS_EXTERN int pants_stream_write(pants_stream_t *s, const void *data, size_t 
  * -EINVAL (negative offset, not a regular file), -EPIPE after end/close. */
 PANTS_EXTERN int pants_stream_write_file(pants_stream_t *s, int fd, off_t offset, size_t nbytes);
 
+/* Bound the next connects (and one under way, counted from now): when the
+ * lookup plus the connect take longer than ms, the attempt is given up
+ * and on_connect_error gets -ETIMEDOUT.  0 (the default) = no bound but the
+ * kernel's.  Returns 0, -EINVAL (s NULL, ms beyond 2^31 s), -ENOMEM. */
+PANTS_EXTERN int pants_stream_set_connect_timeout(pants_stream_t *s, uint64_t ms);
+
+/* Stop reading: no on_read runs and the socket is not read until resume,
+ * so the kernel's buffers fill and TCP slows the peer down (back-pressure,
+ * e.g. while a proxy's other side drains its queue: see pending()).
+ * Frames already buffered wait too; a pause inside on_read takes effect
+ * before the next frame.  Writing goes on.  A reset peer still closes the
+ * stream; a peer's orderly close is seen after resume, once the bytes
+ * before it were delivered.  Returns 0, -EPIPE once closed. */
+PANTS_EXTERN int pants_stream_pause_reading(pants_stream_t *s);
+/* Read again: what waited is cut and delivered from the loop. */
+PANTS_EXTERN int pants_stream_resume_reading(pants_stream_t *s);
+PANTS_EXTERN bool pants_stream_is_reading_paused(const pants_stream_t *s);
+
 /* Send what is queued, then close (on_close follows).  Reading stops.
  * Returns 0 (also when already ending), -EPIPE once closed. */
 PANTS_EXTERN int pants_stream_end(pants_stream_t *s);

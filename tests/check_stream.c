@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1941,6 +1942,9 @@ START_TEST(wrong_thread_is_eperm)
     ck_assert_int_eq(pants_stream_read_exact(s, 4), -EPERM);
     ck_assert_int_eq(pants_stream_read_regex(s, "x"), -EPERM);
     ck_assert_int_eq(pants_stream_set_read_limit(s, 10), -EPERM);
+    ck_assert_int_eq(pants_stream_set_connect_timeout(s, 10), -EPERM);
+    ck_assert_int_eq(pants_stream_pause_reading(s), -EPERM);
+    ck_assert_int_eq(pants_stream_resume_reading(s), -EPERM);
     pt_sleep_ms(50);
     ck_assert_int_eq(GET(f.closed), 0); /* none of it acted */
     pants_stream_close(s);              /* handed to the loop, not lost */
@@ -2064,6 +2068,365 @@ START_TEST(stop_gives_up_after_timeout)
 }
 END_TEST
 
+/* ---- Connect timeout ---------------------------------------------------- */
+
+/* A TCP listener on 127.0.0.1 whose accept queue is full, so the kernel
+ * drops every further SYN: a connect to it neither succeeds nor fails.
+ * Keep *holder open (and fills[] connected) while it is needed. */
+static void full_listener(char *addr, size_t len, int *holder, int fills[8], int *nfills)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t slen = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(listen(fd, 0), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+    snprintf(addr, len, "127.0.0.1:%u", ntohs(sin.sin_port));
+    *holder = fd;
+    *nfills = 0;
+    for (int i = 0; i < 8; i++) {
+        struct pollfd p = {.events = POLLOUT};
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        ck_assert_int_ge(c, 0);
+        if (connect(c, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+            ck_assert_int_eq(errno, EINPROGRESS);
+        p.fd = c;
+        if (poll(&p, 1, 200) == 0) { /* this SYN was dropped: the queue is full */
+            close(c);
+            return;
+        }
+        fills[(*nfills)++] = c;
+    }
+    ck_abort_msg("the accept queue of a backlog-0 listener never filled");
+}
+
+struct timeout_start {
+    struct conn_test *t; /* the callbacks' record */
+    const pants_stream_callbacks_t *cb; /* the client's callbacks */
+    const char *addr;    /* where to connect */
+    uint64_t ms;         /* the bound */
+    bool after;          /* set the bound after connect (else before) */
+    pants_stream_t *s;   /* the client */
+    int rc[2];           /* set_connect_timeout, connect */
+};
+
+static void timeout_start_task(void *arg)
+{
+    struct timeout_start *c = arg;
+
+    c->s = pants_stream_new(pants_loop_current(), c->cb, c->t);
+    c->t->err_at_ms = 0;
+    if (!c->after)
+        c->rc[0] = pants_stream_set_connect_timeout(c->s, c->ms);
+    c->rc[1] = pants_stream_connect(c->s, c->addr);
+    if (c->after)
+        c->rc[0] = pants_stream_set_connect_timeout(c->s, c->ms);
+}
+
+/* A connect that hangs gives on_connect_error(-ETIMEDOUT) after the bound,
+ * and the stream can connect again (to a live server) afterwards; set
+ * before the connect or while it is under way. */
+START_TEST(connect_timeout_silent_peer)
+{
+    pants_engine_t *e = engine_up2();
+    struct conn_test t = {0};
+    char hung[64];
+    int holder, fills[8], nfills;
+    struct timeout_start c = {&t, &ct_cb, hung, 300, _i == 1, NULL, {1, 1}};
+    long long start;
+
+    full_listener(hung, sizeof(hung), &holder, fills, &nfills);
+    serve(e, F_INET, &echo_cb, NULL, t.retry_addr, sizeof(t.retry_addr));
+    start = now_ms();
+    pt_on_loop(pants_engine_loop(e, 0), timeout_start_task, &c);
+    ck_assert_int_eq(c.rc[0], 0);
+    ck_assert_int_eq(c.rc[1], 0);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    ck_assert_int_eq(GET(t.connect_errs), 1);
+    ck_assert_msg(GET(t.first_err) == -ETIMEDOUT, "got %d (%s)", GET(t.first_err),
+                  pants_strerror(GET(t.first_err)));
+    ck_assert_msg(t.err_at_ms - start >= 250 && t.err_at_ms - start < 5000, "took %lld ms",
+                  t.err_at_ms - start);
+    ck_assert_int_eq(t.retry_rc, 0);
+    ck_assert_int_eq(GET(t.connects), 1); /* the retry, under the same bound, worked */
+    ck_assert_int_eq(GET(t.errors), 0);
+    for (int i = 0; i < nfills; i++)
+        close(fills[i]);
+    close(holder);
+    engine_down(e);
+}
+END_TEST
+
+/* The bound covers the name lookup too. */
+START_TEST(connect_timeout_while_resolving)
+{
+    char dns[64];
+    int udp = silent_dns(dns, sizeof(dns));
+    pants_engine_options_t o = {.threads = 1, .dns_server = dns, .dns_timeout_ms = 5000};
+    pants_engine_t *e = engine_up(&o);
+    struct conn_test t = {0};
+    struct timeout_start c = {&t, &ct_cb, "pants-test.example:80", 200, false, NULL, {1, 1}};
+    long long start = now_ms();
+
+    pt_on_loop(pants_engine_loop(e, 0), timeout_start_task, &c);
+    ck_assert_int_eq(c.rc[0], 0);
+    ck_assert_int_eq(c.rc[1], 0);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    ck_assert_int_eq(GET(t.first_err), -ETIMEDOUT);
+    ck_assert_msg(t.err_at_ms - start >= 150 && t.err_at_ms - start < 4000, "took %lld ms",
+                  t.err_at_ms - start);
+    ck_assert_int_eq(GET(t.connect_errs), 1);
+    close(udp);
+    engine_down(e);
+}
+END_TEST
+
+static void stay_on_connect(pants_stream_t *s)
+{
+    struct conn_test *t = pants_stream_data(s);
+
+    INC(t->connects);
+}
+
+/* A connect that succeeds in time disarms the bound: the stream stays. */
+START_TEST(connect_timeout_not_reached)
+{
+    pants_engine_t *e = engine_up2();
+    pants_stream_callbacks_t cb = ct_cb;
+    struct conn_test t = {0};
+    char addr[128];
+    pants_stream_t *s;
+
+    cb.on_connect = stay_on_connect;
+    serve(e, F_INET, &echo_cb, NULL, addr, sizeof(addr));
+    struct timeout_start c = {&t, &cb, addr, 100, false, NULL, {1, 1}};
+    pt_on_loop(pants_engine_loop(e, 0), timeout_start_task, &c);
+    s = c.s;
+    ck_assert_int_eq(c.rc[0], 0);
+    ck_assert_int_eq(c.rc[1], 0);
+    ck_assert(pt_wait(&t.connects, WAIT_MS));
+    pt_sleep_ms(300);
+    ck_assert_int_eq(GET(t.connect_errs), 0);
+    ck_assert_int_eq(GET(t.closes), 0);
+    pants_loop_post(pants_stream_loop(s), close_task, s);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    ck_assert_int_eq(pants_stream_set_connect_timeout(NULL, 10), -EINVAL);
+    engine_down(e);
+}
+END_TEST
+
+/* ---- Pausing reads ------------------------------------------------------ */
+
+struct pause_test {
+    pants_stream_t *conn;   /* the server's connection (atomic) */
+    int pause_at_connect;   /* pause in on_connect */
+    int pause_after;        /* pause in the on_read that brings the count here (0: never) */
+    int reads;              /* on_read calls */
+    char got[256];          /* their frames, each followed by '|' */
+    size_t total;           /* bytes read */
+    int closes, errors;     /* on_close / on_error calls */
+    int rc_closed[2];       /* pause/resume inside on_close */
+};
+
+static void pause_on_connect(pants_stream_t *s)
+{
+    struct pause_test *t = conn_ctx(s);
+
+    pants_stream_read_until(s, "\n", 1);
+    if (t->pause_at_connect)
+        ck_assert_int_eq(pants_stream_pause_reading(s), 0);
+    __atomic_store_n(&t->conn, s, __ATOMIC_SEQ_CST);
+}
+
+static void pause_on_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct pause_test *t = conn_ctx(s);
+    size_t have = strlen(t->got);
+
+    if (have + len + 2 < sizeof(t->got)) {
+        memcpy(t->got + have, data, len);
+        t->got[have + len] = '|';
+        t->got[have + len + 1] = '\0';
+    }
+    __atomic_add_fetch(&t->total, len, __ATOMIC_SEQ_CST);
+    if (INC(t->reads) == t->pause_after)
+        pants_stream_pause_reading(s);
+}
+
+static void pause_on_error(pants_stream_t *s, int err)
+{
+    struct pause_test *t = conn_ctx(s);
+
+    (void)err;
+    INC(t->errors);
+}
+
+static void pause_on_close(pants_stream_t *s)
+{
+    struct pause_test *t = conn_ctx(s);
+
+    t->rc_closed[0] = pants_stream_pause_reading(s);
+    t->rc_closed[1] = pants_stream_resume_reading(s);
+    INC(t->closes);
+}
+
+static const pants_stream_callbacks_t pause_cb = {
+    .on_connect = pause_on_connect,
+    .on_read = pause_on_read,
+    .on_error = pause_on_error,
+    .on_close = pause_on_close,
+};
+
+static void resume_fn(pants_stream_t *s, void *arg)
+{
+    (void)arg;
+    pants_stream_resume_reading(s);
+}
+
+static pants_stream_t *pause_conn(struct pause_test *t)
+{
+    for (int i = 0; i < WAIT_MS / 5 && __atomic_load_n(&t->conn, __ATOMIC_SEQ_CST) == NULL; i++)
+        pt_sleep_ms(5);
+    ck_assert_ptr_nonnull(__atomic_load_n(&t->conn, __ATOMIC_SEQ_CST));
+    return t->conn;
+}
+
+/* Paused from on_connect: nothing is read until resume, then every line in
+ * order; pause and resume after close say -EPIPE. */
+START_TEST(pause_then_resume)
+{
+    pants_engine_t *e = engine_up2();
+    struct pause_test t = {.pause_at_connect = 1};
+    char addr[128];
+    int fd;
+
+    serve(e, (enum family)_i, &pause_cb, &t, addr, sizeof(addr));
+    fd = plain_connect(addr);
+    ck_assert_int_ge(fd, 0);
+    pause_conn(&t);
+    ck_assert(plain_send(fd, "a\nbb\nccc\n", 9));
+    pt_sleep_ms(200);
+    ck_assert_int_eq(GET(t.reads), 0);
+    ck_assert_int_eq(pants_stream_post(t.conn, resume_fn, NULL), 0);
+    ck_assert(pt_wait_count(&t.reads, 3, WAIT_MS));
+    ck_assert_str_eq(t.got, "a|bb|ccc|");
+    close(fd);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    ck_assert_int_eq(t.rc_closed[0], -EPIPE);
+    ck_assert_int_eq(t.rc_closed[1], -EPIPE);
+    ck_assert_int_eq(GET(t.errors), 0);
+    engine_down(e);
+}
+END_TEST
+
+/* A pause inside on_read holds the frames already buffered behind it. */
+START_TEST(pause_inside_on_read)
+{
+    pants_engine_t *e = engine_up2();
+    struct pause_test t = {.pause_after = 1};
+    char addr[128];
+    int fd;
+
+    serve(e, (enum family)_i, &pause_cb, &t, addr, sizeof(addr));
+    fd = plain_connect(addr);
+    ck_assert_int_ge(fd, 0);
+    pause_conn(&t);
+    ck_assert(plain_send(fd, "1\n2\n3\n", 6)); /* one segment: all buffered at once */
+    ck_assert(pt_wait(&t.reads, WAIT_MS));
+    pt_sleep_ms(200);
+    ck_assert_int_eq(GET(t.reads), 1);
+    ck_assert_int_eq(pants_stream_post(t.conn, resume_fn, NULL), 0);
+    ck_assert(pt_wait_count(&t.reads, 3, WAIT_MS));
+    ck_assert_str_eq(t.got, "1|2|3|");
+    close(fd);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    engine_down(e);
+}
+END_TEST
+
+/* Paused, the server does not read: the peer's sends stop at the kernel's
+ * buffers (back-pressure).  Resumed, every byte arrives. */
+START_TEST(pause_pushes_back)
+{
+    pants_engine_t *e = engine_up2();
+    struct pause_test t = {.pause_at_connect = 1};
+    char addr[128], chunk[4096];
+    size_t sent = 0, off = 0;
+    int fd;
+
+    memset(chunk, 'x', sizeof(chunk));
+    chunk[sizeof(chunk) - 1] = '\n';
+    serve(e, (enum family)_i, &pause_cb, &t, addr, sizeof(addr));
+    fd = plain_connect(addr);
+    ck_assert_int_ge(fd, 0);
+    pause_conn(&t);
+    for (int idle = 0; idle < 20 && sent < 256u * 1024 * 1024;) {
+        ssize_t n = send(fd, chunk + off, sizeof(chunk) - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+            off = (off + (size_t)n) % sizeof(chunk);
+            idle = 0;
+            continue;
+        }
+        ck_assert_int_eq(errno, EAGAIN);
+        idle++;
+        pt_sleep_ms(10);
+    }
+    ck_assert_msg(sent < 256u * 1024 * 1024, "the paused stream kept reading");
+    ck_assert_int_eq(GET(t.reads), 0);
+    ck_assert_int_eq(pants_stream_post(t.conn, resume_fn, NULL), 0);
+    if (off != 0) { /* finish the last line, now that the server reads */
+        ck_assert(plain_send(fd, chunk + off, sizeof(chunk) - off));
+        sent += sizeof(chunk) - off;
+    }
+    ck_assert(pt_wait_count(&t.reads, (int)(sent / sizeof(chunk)), WAIT_MS));
+    ck_assert_uint_eq(__atomic_load_n(&t.total, __ATOMIC_SEQ_CST), sent - sent / sizeof(chunk));
+    close(fd);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    engine_down(e);
+}
+END_TEST
+
+/* The peer's orderly close is seen only after resume, once the lines
+ * before it were delivered; a reset closes a paused stream at once. */
+START_TEST(pause_and_peer_close)
+{
+    pants_engine_t *e = engine_up2();
+    struct pause_test t = {.pause_at_connect = 1};
+    char addr[128];
+    int fd;
+
+    serve(e, F_INET, &pause_cb, &t, addr, sizeof(addr));
+    fd = plain_connect(addr);
+    ck_assert_int_ge(fd, 0);
+    pause_conn(&t);
+    ck_assert(plain_send(fd, "last\n", 5));
+    if (_i == 0) {
+        ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+        pt_sleep_ms(200);
+        ck_assert_int_eq(GET(t.closes), 0);
+        ck_assert_int_eq(pants_stream_post(t.conn, resume_fn, NULL), 0);
+        ck_assert(pt_wait(&t.closes, WAIT_MS));
+        ck_assert_int_eq(GET(t.reads), 1);
+        ck_assert_str_eq(t.got, "last|");
+    } else {
+        struct linger lg = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+        fd = -1;
+        ck_assert(pt_wait(&t.closes, WAIT_MS)); /* without a resume */
+        ck_assert_int_eq(GET(t.reads), 0);
+    }
+    ck_assert_int_eq(GET(t.errors), 0);
+    if (fd >= 0)
+        close(fd);
+    engine_down(e);
+}
+END_TEST
+
 /* ---- The suite --------------------------------------------------------- */
 
 Suite *stream_suite(void)
@@ -2120,6 +2483,17 @@ Suite *stream_suite(void)
     tcase_add_test(tc, resolving_when_never_run);
     tcase_add_loop_test(tc, end_while_connecting_delivers, 0, F_COUNT);
     tcase_add_loop_test(tc, end_while_connecting_fails, 0, 2);
+    tcase_add_loop_test(tc, connect_timeout_silent_peer, 0, 2);
+    tcase_add_test(tc, connect_timeout_while_resolving);
+    tcase_add_test(tc, connect_timeout_not_reached);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("pause");
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, pause_then_resume, 0, F_COUNT);
+    tcase_add_loop_test(tc, pause_inside_on_read, 0, F_COUNT);
+    tcase_add_loop_test(tc, pause_pushes_back, 0, F_COUNT);
+    tcase_add_loop_test(tc, pause_and_peer_close, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("threads");
