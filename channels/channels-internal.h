@@ -61,14 +61,18 @@ int pants__addr_of_fd(int fd, bool peer, pants_addr_t *a);
 
 typedef struct pants__resolve_s pants__resolve_t;
 
-/* err 0: addrs[0..n) in preference order (the array is the callee's, valid
- * during the call); else a PANTS_EAI_* code. */
-typedef void (*pants__resolve_cb)(int err, const pants_addr_t *addrs, size_t n, void *arg);
+/* err 0: addrs[0..n) in preference order (IPv4 first; the array is the
+ * callee's, valid during the call), which may be kept for ttl_s seconds;
+ * else a PANTS_EAI_* code. */
+typedef void (*pants__resolve_cb)(int err, const pants_addr_t *addrs, size_t n, uint32_t ttl_s, void *arg);
+
+/* How long answers from the hosts file or for "localhost" may be kept. */
+#define PANTS__RESOLVE_LOCAL_TTL 60
 
 /* Resolve host for port on loop l without blocking (hosts file first); cb
  * runs later from l, never inside this call.  NULL with errno on failure. */
-pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16_t port, int socktype,
-                                       pants__resolve_cb cb, void *arg);
+pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16_t port, pants__resolve_cb cb,
+                                       void *arg);
 
 /* Cancel a lookup in flight: cb will not run. */
 void pants__resolve_cancel(pants__resolve_t *r);

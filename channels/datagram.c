@@ -22,7 +22,8 @@
  * Names: a packet to "host:port" waits in the queue, in order (packets
  * behind it wait too), for the per-loop resolver (resolve.c), asked from
  * the deferred event, so nothing goes out before the loop runs; answers
- * are cached per datagram for a fixed time (evdns does not give the TTL).
+ * are cached per datagram for as long as their TTL says (hosts file and
+ * localhost answers for PANTS__RESOLVE_LOCAL_TTL).
  * Errors: IP sockets set IP_RECVERR so ICMP errors (ECONNREFUSED...) reach
  * unconnected sockets too; they are read from the error queue and reported
  * one per ICMP message, and the datagram keeps working.
@@ -58,7 +59,6 @@
 #define MAX_UDP4            65507         /* 65535 - 20 (IPv4 header) - 8 (UDP header) */
 #define MAX_UDP6            65527         /* 65535 - 8: no jumbograms */
 #define MAX_UNIX            SLOT_SIZE     /* what a receiving datagram takes whole */
-#define CACHE_MS            60000         /* how long a name's answer is used */
 #define CACHE_MAX           32            /* names cached per datagram */
 #define MAX_ADDRS           4             /* addresses kept per name */
 #define ERRS_MAX            16            /* errors waiting for on_error; more are dropped */
@@ -96,6 +96,7 @@ struct lookup_s {
     pants__resolve_t *resolve;     /* in flight, or NULL (not started yet, or answered) */
     bool answered;                 /* the answer (or failure) is in */
     int err;                       /* 0 or the PANTS_EAI_* it failed with */
+    uint32_t ttl_s;                /* how long the answer may be cached */
     size_t waiting;                /* queued packets that need it */
     uint16_t port;                 /* asked for */
     size_t naddrs;                 /* addresses in the answer */
@@ -462,17 +463,15 @@ static const cache_entry_t *cache_find(pants_datagram_t *d, const char *host, ui
     return NULL;
 }
 
-/* Keep an answer.  evdns_getaddrinfo does not tell the records' TTL, so
- * every answer is kept for a fixed CACHE_MS (60 s), which is below the
- * TTL of most records and bounds how long a changed name is missed. */
+/* Keep an answer for its TTL (an answer with TTL 0 is used once). */
 static void cache_put(pants_datagram_t *d, const lookup_t *lk)
 {
     size_t hlen = strlen(lk->host) + 1;
-    cache_entry_t *c = malloc(sizeof(*c) + hlen);
+    cache_entry_t *c = lk->ttl_s > 0 ? malloc(sizeof(*c) + hlen) : NULL;
 
     if (c == NULL)
         return;
-    c->expires_ms = now_ms() + CACHE_MS;
+    c->expires_ms = now_ms() + (uint64_t)lk->ttl_s * 1000;
     c->port = lk->port;
     c->naddrs = lk->naddrs;
     memcpy(c->addrs, lk->addrs, sizeof(c->addrs));
@@ -515,7 +514,7 @@ static void schedule_flush(pants_datagram_t *d)
         defer(d, D_FLUSH);
 }
 
-static void on_resolved(int err, const pants_addr_t *addrs, size_t n, void *arg)
+static void on_resolved(int err, const pants_addr_t *addrs, size_t n, uint32_t ttl_s, void *arg)
 {
     lookup_t *lk = arg;
     pants_datagram_t *d = lk->d;
@@ -523,6 +522,7 @@ static void on_resolved(int err, const pants_addr_t *addrs, size_t n, void *arg)
     lk->resolve = NULL;
     lk->answered = true;
     lk->err = err;
+    lk->ttl_s = ttl_s;
     lk->naddrs = n < MAX_ADDRS ? n : MAX_ADDRS;
     if (err == 0 && n > 0) {
         memcpy(lk->addrs, addrs, lk->naddrs * sizeof(addrs[0]));
@@ -541,9 +541,9 @@ static void start_lookups(pants_datagram_t *d)
     for (lookup_t *lk = d->lookups; lk != NULL; lk = lk->next) {
         if (lk->answered || lk->resolve != NULL)
             continue;
-        lk->resolve = pants__resolve_start(d->handle.loop, lk->host, lk->port, SOCK_DGRAM, on_resolved, lk);
+        lk->resolve = pants__resolve_start(d->handle.loop, lk->host, lk->port, on_resolved, lk);
         if (lk->resolve == NULL)
-            on_resolved(PANTS_EAI_MEMORY, NULL, 0, lk);
+            on_resolved(PANTS_EAI_MEMORY, NULL, 0, 0, lk);
     }
 }
 

@@ -1,23 +1,33 @@
 /* resolve.c -- host names to addresses without blocking a loop.
  *
- * Each loop gets one evdns_base the first time it resolves something: the
- * hosts file is read first, then the name servers of /etc/resolv.conf (or
- * the one the engine options name) are asked, with a bounded timeout so a
- * silent server ends in PANTS_EAI_TIMEOUT.  The resolver is an inactive
- * handle of the loop, freed when the loop ends.  Names under ".invalid"
- * (RFC 6761) fail at once, without a query.
+ * Each loop gets one resolver the first time it resolves something: the
+ * hosts file (read then, once), and an evdns_base asking the name servers
+ * of /etc/resolv.conf (or the one the engine options name), with a bounded
+ * timeout so a silent server ends in PANTS_EAI_TIMEOUT.  The resolver is an
+ * inactive handle of the loop, freed when the loop ends.
+ *
+ * A name is looked up, in this order: names under ".invalid" (RFC 6761)
+ * fail at once; the hosts file; "localhost" and names under ".localhost"
+ * are the loopback addresses (RFC 6761); else an A and an AAAA query go
+ * out together (search domains as resolv.conf says), and the answer is
+ * every address they gave, IPv4 first, with the smaller of their TTLs, so
+ * a caller may cache it for exactly that long.  Hosts file and localhost
+ * answers carry PANTS__RESOLVE_LOCAL_TTL.
  *
  * Results are always delivered from the loop, never inside the call that
- * asked, even when evdns answers at once (hosts file).
+ * asked, even when they are known at once.
  *
- * Cancelling is asynchronous in evdns: its callback still comes once, later,
- * with EVUTIL_EAI_CANCEL.  So a cancelled lookup stays allocated until then,
- * as an active handle of its loop (a stopping loop waits for that call),
+ * Cancelling is asynchronous in evdns: each query's callback still comes
+ * once, later.  So a cancelled lookup stays allocated until both came, as
+ * an active handle of its loop (a stopping loop waits for those calls),
  * and is freed there.
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,32 +38,144 @@
 
 #include "channels-internal.h"
 
-#define MAX_ADDRS 8 /* candidates kept from one answer */
+#define MAX_ADDRS    8          /* addresses kept from one family's answer */
+#define HOSTS_FILE   "/etc/hosts"
+#define MAX_TTL_S    86400      /* a day: longer TTLs are cut to it */
+
+typedef struct host_entry_s {
+    char *name;       /* as written in the hosts file */
+    pants_addr_t addr; /* its address, port 0 */
+} host_entry_t;
 
 typedef struct resolver_s {
-    pants__handle_t handle;   /* inactive handle of the loop */
-    struct evdns_base *dns;   /* this loop's evdns */
+    pants__handle_t handle; /* inactive handle of the loop */
+    struct evdns_base *dns; /* this loop's evdns */
+    host_entry_t *hosts;    /* the hosts file, read once */
+    size_t nhosts;          /* entries */
 } resolver_t;
 
+enum { Q_A, Q_AAAA, Q_COUNT };
+
 struct pants__resolve_s {
-    pants__handle_t handle;            /* active once cancelled, until evdns' last call */
-    pants_loop_t *loop;                /* where cb runs */
-    struct evdns_getaddrinfo_request *req; /* in flight, or NULL */
-    struct event done_ev;              /* delivers the result from the loop */
-    pants__resolve_cb cb;              /* whom to tell; NULL once cancelled */
-    void *arg;                         /* its argument */
-    int err;                           /* result: 0 or PANTS_EAI_* */
-    pants_addr_t addrs[MAX_ADDRS];     /* result addresses */
-    size_t naddrs;                     /* how many */
-    struct timeval started;            /* when the query went out */
+    pants__handle_t handle;              /* active once cancelled, until evdns' last call */
+    pants_loop_t *loop;                  /* where cb runs */
+    struct evdns_request *req[Q_COUNT];  /* queries in flight, or NULL */
+    int waiting;                         /* query callbacks still to come */
+    int dns_err[Q_COUNT];                /* each query's DNS_ERR_* */
+    struct event done_ev;                /* delivers the result from the loop */
+    pants__resolve_cb cb;                /* whom to tell; NULL once cancelled */
+    void *arg;                           /* its argument */
+    uint16_t port;                       /* put into every address */
+    int err;                             /* result: 0 or PANTS_EAI_* */
+    uint32_t ttl;                        /* seconds the answer may be kept */
+    pants_addr_t addrs[Q_COUNT * MAX_ADDRS]; /* result addresses, IPv4 first */
+    size_t n[Q_COUNT];                   /* how many of each family */
 };
+
+/* ---- The hosts file ----------------------------------------------------- */
+
+/* a from the raw address bytes of family (4 or 16 of them), port 0.  The
+ * sockaddr is built on its own and copied in whole, never written through
+ * a cast of a->ss (which strict aliasing would let the compiler reorder). */
+static void make_addr(pants_addr_t *a, int family, const void *raw)
+{
+    memset(a, 0, sizeof(*a));
+    if (family == AF_INET) {
+        struct sockaddr_in sin = {.sin_family = AF_INET};
+        memcpy(&sin.sin_addr, raw, sizeof(sin.sin_addr));
+        memcpy(&a->ss, &sin, sizeof(sin));
+        a->len = sizeof(sin);
+    } else {
+        struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+        memcpy(&sin6.sin6_addr, raw, sizeof(sin6.sin6_addr));
+        memcpy(&a->ss, &sin6, sizeof(sin6));
+        a->len = sizeof(sin6);
+    }
+}
+
+static bool parse_ip(const char *s, pants_addr_t *a)
+{
+    unsigned char raw[16];
+
+    if (inet_pton(AF_INET, s, raw) == 1)
+        make_addr(a, AF_INET, raw);
+    else if (inet_pton(AF_INET6, s, raw) == 1)
+        make_addr(a, AF_INET6, raw);
+    else
+        return false;
+    return true;
+}
+
+static int add_host(resolver_t *r, const char *name, const pants_addr_t *a)
+{
+    host_entry_t *grown = realloc(r->hosts, (r->nhosts + 1) * sizeof(*grown));
+
+    if (grown == NULL)
+        return -ENOMEM;
+    r->hosts = grown;
+    grown[r->nhosts].name = strdup(name);
+    if (grown[r->nhosts].name == NULL)
+        return -ENOMEM;
+    grown[r->nhosts++].addr = *a;
+    return 0;
+}
+
+/* "address name alias..." per line, '#' to the end of a line is a comment.
+ * A missing file is an empty one. */
+static void load_hosts(resolver_t *r, const char *path)
+{
+    FILE *f = fopen(path, "re");
+    char line[1024];
+
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *save = NULL, *hash = strchr(line, '#');
+        pants_addr_t a;
+        if (hash != NULL)
+            *hash = '\0';
+        char *tok = strtok_r(line, " \t\r\n", &save);
+        if (tok == NULL || !parse_ip(tok, &a))
+            continue;
+        while ((tok = strtok_r(NULL, " \t\r\n", &save)) != NULL)
+            if (add_host(r, tok, &a) < 0)
+                break;
+    }
+    fclose(f);
+}
+
+/* Does name (perhaps with a final dot) equal entry, ignoring case? */
+static bool same_name(const char *name, size_t n, const char *entry)
+{
+    return strlen(entry) == n && strncasecmp(name, entry, n) == 0;
+}
+
+static size_t name_len(const char *host)
+{
+    size_t n = strlen(host);
+
+    return n > 0 && host[n - 1] == '.' ? n - 1 : n;
+}
+
+static bool has_suffix(const char *host, const char *label)
+{
+    size_t n = name_len(host), k = strlen(label);
+
+    return (n == k && strncasecmp(host, label, k) == 0) ||
+           (n > k && host[n - k - 1] == '.' && strncasecmp(host + n - k, label, k) == 0);
+}
+
+/* ---- The resolver of a loop --------------------------------------------- */
 
 static void resolver_release(pants__handle_t *h)
 {
     resolver_t *r = (resolver_t *)h;
 
     h->loop->resolver = NULL;
-    evdns_base_free(r->dns, 1);
+    evdns_base_free(r->dns, 0); /* no callbacks: their lookups are gone */
+    for (size_t i = 0; i < r->nhosts; i++)
+        free(r->hosts[i].name);
+    free(r->hosts);
     free(r);
 }
 
@@ -63,23 +185,21 @@ static void configure(struct evdns_base *dns, const pants_engine_options_t *o)
 {
     char timeout[32];
 
-    if (o->dns_server != NULL) {
+    if (o->dns_server != NULL)
         evdns_base_nameserver_ip_add(dns, o->dns_server);
-        evdns_base_load_hosts(dns, NULL);
-    } else {
-        evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL, "/etc/resolv.conf");
-    }
+    else
+        evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL & ~DNS_OPTION_HOSTSFILE, "/etc/resolv.conf");
     snprintf(timeout, sizeof(timeout), "%u.%03u", o->dns_timeout_ms / 1000, o->dns_timeout_ms % 1000);
     evdns_base_set_option(dns, "timeout:", timeout);
     evdns_base_set_option(dns, "attempts:", "2");
 }
 
-static struct evdns_base *loop_dns(pants_loop_t *l)
+static resolver_t *loop_resolver(pants_loop_t *l)
 {
     resolver_t *r = l->resolver;
 
     if (r != NULL)
-        return r->dns;
+        return r;
     r = calloc(1, sizeof(*r));
     if (r == NULL)
         return NULL;
@@ -89,126 +209,178 @@ static struct evdns_base *loop_dns(pants_loop_t *l)
         return NULL;
     }
     configure(r->dns, &l->engine->opts);
+    load_hosts(r, HOSTS_FILE);
     pants__handle_start(&r->handle, l, &resolver_ops, false);
     l->resolver = r;
-    return r->dns;
+    return r;
 }
 
-static int map_eai(int e)
-{
-    static const struct {
-        int evutil; /* EVUTIL_EAI_* */
-        int pants;  /* PANTS_EAI_* */
-    } map[] = {
-        {EVUTIL_EAI_ADDRFAMILY, PANTS_EAI_ADDRFAMILY}, {EVUTIL_EAI_AGAIN, PANTS_EAI_AGAIN},
-        {EVUTIL_EAI_BADFLAGS, PANTS_EAI_BADFLAGS},     {EVUTIL_EAI_FAIL, PANTS_EAI_FAIL},
-        {EVUTIL_EAI_FAMILY, PANTS_EAI_FAMILY},         {EVUTIL_EAI_MEMORY, PANTS_EAI_MEMORY},
-        {EVUTIL_EAI_NODATA, PANTS_EAI_NODATA},         {EVUTIL_EAI_NONAME, PANTS_EAI_NONAME},
-        {EVUTIL_EAI_SERVICE, PANTS_EAI_SERVICE},       {EVUTIL_EAI_SOCKTYPE, PANTS_EAI_SOCKTYPE},
-        {EVUTIL_EAI_CANCEL, PANTS_EAI_CANCELED},
-    };
+/* ---- One lookup --------------------------------------------------------- */
 
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (map[i].evutil == e)
-            return map[i].pants;
-    return PANTS_EAI_FAIL;
+/* The port sits at the same place in sockaddr_in and sockaddr_in6. */
+static void set_port(pants_addr_t *a, uint16_t port)
+{
+    uint16_t net = htons(port);
+
+    memcpy((char *)&a->ss + offsetof(struct sockaddr_in, sin_port), &net, sizeof(net));
 }
 
-static void keep_answer(pants__resolve_t *r, int result, struct evutil_addrinfo *res)
+_Static_assert(offsetof(struct sockaddr_in, sin_port) == offsetof(struct sockaddr_in6, sin6_port),
+               "the port is where set_port writes it");
+
+static void keep(pants__resolve_t *q, const pants_addr_t *a)
 {
-    for (struct evutil_addrinfo *ai = res; ai != NULL && r->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        if (ai->ai_addrlen > sizeof(r->addrs[0].ss))
-            continue;
-        memcpy(&r->addrs[r->naddrs].ss, ai->ai_addr, ai->ai_addrlen);
-        r->addrs[r->naddrs++].len = (socklen_t)ai->ai_addrlen;
+    int fam = a->ss.ss_family == AF_INET ? Q_A : Q_AAAA;
+
+    if (q->n[fam] == MAX_ADDRS)
+        return;
+    q->addrs[fam * MAX_ADDRS + q->n[fam]] = *a;
+    set_port(&q->addrs[fam * MAX_ADDRS + q->n[fam]], q->port);
+    q->n[fam]++;
+}
+
+static int map_dns_err(int e)
+{
+    switch (e) {
+    case DNS_ERR_NONE:
+    case DNS_ERR_NODATA:
+        return PANTS_EAI_NODATA;
+    case DNS_ERR_NOTEXIST:
+        return PANTS_EAI_NONAME;
+    case DNS_ERR_SERVERFAILED:
+        return PANTS_EAI_AGAIN;
+    case DNS_ERR_TIMEOUT:
+        return PANTS_EAI_TIMEOUT;
+    case DNS_ERR_CANCEL:
+    case DNS_ERR_SHUTDOWN:
+        return PANTS_EAI_CANCELED;
+    default:
+        return PANTS_EAI_FAIL;
     }
-    if (result != 0)
-        r->err = map_eai(result);
-    else if (r->naddrs == 0)
-        r->err = PANTS_EAI_NODATA;
 }
 
-/* evdns reports a silent name server as EAI_FAIL: call it a timeout when
- * the answer took at least the configured timeout. */
-static bool timed_out(pants__resolve_t *r)
+/* Both queries answered: any address is success; else the most telling
+ * error (a name that does not exist says so in either answer). */
+static void settle(pants__resolve_t *q)
 {
-    struct timeval now, d;
-
-    event_base_gettimeofday_cached(r->loop->base, &now);
-    evutil_timersub(&now, &r->started, &d);
-    return (unsigned long)d.tv_sec * 1000 + (unsigned long)d.tv_usec / 1000 >= r->loop->engine->opts.dns_timeout_ms;
-}
-
-static void on_answer(int result, struct evutil_addrinfo *res, void *arg)
-{
-    pants__resolve_t *r = arg;
-
-    r->req = NULL;
-    if (r->cb == NULL) { /* cancelled: this was evdns' last word */
-        if (res)
-            evutil_freeaddrinfo(res);
-        pants__handle_finish(&r->handle);
-        free(r);
+    if (q->n[Q_A] + q->n[Q_AAAA] > 0) {
+        q->err = 0;
         return;
     }
-    keep_answer(r, result, res);
-    if (result == EVUTIL_EAI_FAIL && timed_out(r))
-        r->err = PANTS_EAI_TIMEOUT;
-    if (res)
-        evutil_freeaddrinfo(res);
-    event_active(&r->done_ev, 0, 0);
+    if (q->dns_err[Q_A] == DNS_ERR_NOTEXIST || q->dns_err[Q_AAAA] == DNS_ERR_NOTEXIST)
+        q->err = PANTS_EAI_NONAME;
+    else if (q->dns_err[Q_A] == DNS_ERR_NONE || q->dns_err[Q_A] == DNS_ERR_NODATA)
+        q->err = map_dns_err(q->dns_err[Q_AAAA]);
+    else
+        q->err = map_dns_err(q->dns_err[Q_A]);
+}
+
+static void answered(pants__resolve_t *q, int which, int result, int count, int ttl, const void *addresses)
+{
+    q->req[which] = NULL;
+    q->waiting--;
+    if (q->cb == NULL) { /* cancelled: free after evdns' last word */
+        if (q->waiting == 0) {
+            pants__handle_finish(&q->handle);
+            free(q);
+        }
+        return;
+    }
+    q->dns_err[which] = result;
+    if (result == DNS_ERR_NONE) {
+        size_t size = which == Q_A ? 4 : 16;
+        for (int i = 0; i < count; i++) {
+            pants_addr_t a;
+            make_addr(&a, which == Q_A ? AF_INET : AF_INET6, (const char *)addresses + size * (size_t)i);
+            keep(q, &a);
+        }
+        if (count > 0 && ttl >= 0 && (uint32_t)ttl < q->ttl)
+            q->ttl = (uint32_t)ttl;
+    }
+    if (q->waiting == 0) {
+        settle(q);
+        event_active(&q->done_ev, 0, 0);
+    }
+}
+
+static void on_a(int result, char type, int count, int ttl, void *addresses, void *arg)
+{
+    (void)type;
+    answered(arg, Q_A, result, count, ttl, addresses);
+}
+
+static void on_aaaa(int result, char type, int count, int ttl, void *addresses, void *arg)
+{
+    (void)type;
+    answered(arg, Q_AAAA, result, count, ttl, addresses);
 }
 
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
-    pants__resolve_t *r = arg;
+    pants__resolve_t *q = arg;
+    pants_addr_t *v4 = q->addrs, *v6 = q->addrs + MAX_ADDRS;
 
     (void)fd;
     (void)what;
-    r->cb(r->err, r->addrs, r->naddrs, r->arg);
-    free(r);
+    memmove(v4 + q->n[Q_A], v6, q->n[Q_AAAA] * sizeof(*v6)); /* IPv4 first, then IPv6 */
+    q->cb(q->err, q->err ? NULL : q->addrs, q->err ? 0 : q->n[Q_A] + q->n[Q_AAAA],
+          q->err ? 0 : q->ttl, q->arg);
+    free(q);
 }
 
-static bool is_invalid_tld(const char *host)
+/* Known without asking a server: .invalid, the hosts file, localhost. */
+static bool answer_locally(pants__resolve_t *q, resolver_t *r, const char *host)
 {
-    size_t n = strlen(host);
+    size_t n = name_len(host);
 
-    if (n > 0 && host[n - 1] == '.')
-        n--;
-    return (n == 7 && strncasecmp(host, "invalid", 7) == 0) ||
-           (n > 8 && strncasecmp(host + n - 8, ".invalid", 8) == 0);
+    if (has_suffix(host, "invalid")) {
+        q->err = PANTS_EAI_NONAME;
+        return true;
+    }
+    for (size_t i = 0; i < r->nhosts; i++)
+        if (same_name(host, n, r->hosts[i].name))
+            keep(q, &r->hosts[i].addr);
+    if (q->n[Q_A] + q->n[Q_AAAA] == 0 && has_suffix(host, "localhost")) {
+        pants_addr_t a;
+        parse_ip("127.0.0.1", &a);
+        keep(q, &a);
+        parse_ip("::1", &a);
+        keep(q, &a);
+    }
+    if (q->n[Q_A] + q->n[Q_AAAA] == 0)
+        return false;
+    q->ttl = PANTS__RESOLVE_LOCAL_TTL;
+    return true;
 }
 
-pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16_t port, int socktype,
-                                       pants__resolve_cb cb, void *arg)
+pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16_t port, pants__resolve_cb cb,
+                                       void *arg)
 {
-    struct evutil_addrinfo hints;
-    char service[8];
-    struct evdns_base *dns = loop_dns(l);
-    pants__resolve_t *r = dns ? calloc(1, sizeof(*r)) : NULL;
+    resolver_t *r = loop_resolver(l);
+    pants__resolve_t *q = r ? calloc(1, sizeof(*q)) : NULL;
 
-    if (r == NULL) {
+    if (q == NULL) {
         errno = ENOMEM;
         return NULL;
     }
-    r->loop = l;
-    r->cb = cb;
-    r->arg = arg;
-    event_assign(&r->done_ev, l->base, -1, 0, on_done, r);
-    if (is_invalid_tld(host)) {
-        r->err = PANTS_EAI_NONAME;
-        event_active(&r->done_ev, 0, 0);
-        return r;
+    q->loop = l;
+    q->cb = cb;
+    q->arg = arg;
+    q->port = port;
+    q->ttl = MAX_TTL_S;
+    event_assign(&q->done_ev, l->base, -1, 0, on_done, q);
+    if (answer_locally(q, r, host)) {
+        event_active(&q->done_ev, 0, 0);
+        return q;
     }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = socktype;
-    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
-    snprintf(service, sizeof(service), "%u", port);
-    event_base_update_cache_time(l->base);
-    event_base_gettimeofday_cached(l->base, &r->started);
-    r->req = evdns_getaddrinfo(dns, host, service, &hints, on_answer, r);
-    return r;
+    q->waiting = Q_COUNT;
+    q->req[Q_A] = evdns_base_resolve_ipv4(r->dns, host, 0, on_a, q);
+    if (q->req[Q_A] == NULL)
+        answered(q, Q_A, DNS_ERR_UNKNOWN, 0, 0, NULL);
+    q->req[Q_AAAA] = evdns_base_resolve_ipv6(r->dns, host, 0, on_aaaa, q);
+    if (q->req[Q_AAAA] == NULL)
+        answered(q, Q_AAAA, DNS_ERR_UNKNOWN, 0, 0, NULL);
+    return q;
 }
 
 /* Loop teardown before evdns' last call came: free without a call. */
@@ -219,16 +391,21 @@ static void cancelled_release(pants__handle_t *h)
 
 static const pants__handle_ops_t cancelled_ops = {"resolve", NULL, NULL, cancelled_release};
 
-void pants__resolve_cancel(pants__resolve_t *r)
+void pants__resolve_cancel(pants__resolve_t *q)
 {
-    if (r == NULL)
+    resolver_t *r;
+
+    if (q == NULL)
         return;
-    if (r->req == NULL) { /* answered (or never asked): evdns is done with r */
-        event_del(&r->done_ev);
-        free(r);
+    r = q->loop->resolver;
+    if (q->waiting == 0 || r == NULL) { /* answered, or evdns is gone: nothing will call */
+        event_del(&q->done_ev);
+        free(q);
         return;
     }
-    r->cb = NULL;
-    pants__handle_start(&r->handle, r->loop, &cancelled_ops, true);
-    evdns_getaddrinfo_cancel(r->req);
+    q->cb = NULL;
+    pants__handle_start(&q->handle, q->loop, &cancelled_ops, true);
+    for (int i = 0; i < Q_COUNT; i++)
+        if (q->req[i] != NULL)
+            evdns_cancel_request(r->dns, q->req[i]);
 }

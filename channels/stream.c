@@ -522,10 +522,11 @@ static void try_next_or_fail(pants_stream_t *s, int err)
     connect_error(s, err);
 }
 
-static void on_resolved(int err, const pants_addr_t *addrs, size_t n, void *arg)
+static void on_resolved(int err, const pants_addr_t *addrs, size_t n, uint32_t ttl_s, void *arg)
 {
     pants_stream_t *s = arg;
 
+    (void)ttl_s; /* a connect uses its answer once */
     s->resolve = NULL;
     if (err != 0) {
         try_next_or_fail(s, err);
@@ -541,7 +542,7 @@ static void on_resolved(int err, const pants_addr_t *addrs, size_t n, void *arg)
 
 static void start_lookup(pants_stream_t *s)
 {
-    s->resolve = pants__resolve_start(s->loop, s->host, s->port, SOCK_STREAM, on_resolved, s);
+    s->resolve = pants__resolve_start(s->loop, s->host, s->port, on_resolved, s);
     free(s->host);
     s->host = NULL;
     if (s->resolve == NULL)

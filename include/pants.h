@@ -197,7 +197,9 @@ PANTS_EXTERN pants_stream_t *pants_stream_new(pants_loop_t *l, const pants_strea
                                               void *data);
 
 /* Connect to "host:port", "[v6]:port" or "unix:/path".  Numeric addresses
- * connect at once, names are resolved without blocking (hosts file first).
+ * connect at once, names are resolved without blocking: ".invalid" names
+ * fail at once, then the hosts file, "localhost" and "*.localhost" are the
+ * loopback, else A and AAAA queries (IPv4 addresses are tried first).
  * on_connect or on_connect_error (-ECONNREFUSED, -ETIMEDOUT, PANTS_EAI_*)
  * follows.  Returns 0; -EINVAL for a malformed address (no callback);
  * -EISCONN/-EALREADY if connected or connecting; -EPIPE once closed. */
@@ -401,7 +403,8 @@ PANTS_EXTERN int pants_datagram_listen(pants_datagram_t *d, const char *address)
 /* Queue one packet of len bytes (copied; len 0 sends an empty packet) to
  * address: numeric as for listen but without the "every interface" forms,
  * or "host:port", resolved without blocking the loop (the hosts file first;
- * the lookup starts once the loop runs; answers are kept for 60 s).  A
+ * the lookup starts once the loop runs; answers are kept for their DNS
+ * TTL, those of the hosts file or "localhost" for 60 s).  A
  * packet to a name waits in the queue, in order with the others (also those
  * written after it), until the name has resolved; if it does not,
  * on_error gets the PANTS_EAI_* code and those packets are dropped.

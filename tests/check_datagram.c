@@ -1176,85 +1176,11 @@ START_TEST(test_name_that_does_not_resolve)
 }
 END_TEST
 
-/* A name server on 127.0.0.1 that answers every A query with 127.0.0.1
- * (after delay_ms) and every other query with no records. */
-struct fake_dns {
-    int fd;            /* its socket */
-    pthread_t thread;  /* answers */
-    int stop;          /* set to end the thread */
-    unsigned delay_ms; /* before each answer */
-    int queries_a;     /* A queries seen */
-    int queries;       /* all queries seen */
-};
-
-static size_t dns_answer(const unsigned char *q, size_t n, unsigned char *out, bool *is_a)
-{
-    static const unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x01, 0x2c, 0, 4, 127, 0, 0, 1};
-    size_t end = 12;
-
-    while (end < n && q[end] != 0)
-        end += q[end] + 1u;
-    end += 5; /* the root label, type, class */
-    if (n < 12 || end > n)
-        return 0;
-    *is_a = q[end - 4] == 0 && q[end - 3] == 1;
-    memcpy(out, q, end);
-    out[2] = 0x81; /* response, recursion desired */
-    out[3] = 0x80; /* recursion available, no error */
-    out[6] = 0;
-    out[7] = *is_a ? 1 : 0; /* answers */
-    memset(out + 8, 0, 4);  /* no authority or additional records */
-    if (!*is_a)
-        return end;
-    memcpy(out + end, rr, sizeof(rr));
-    return end + sizeof(rr);
-}
-
-static void *fake_dns_run(void *arg)
-{
-    struct fake_dns *f = arg;
-
-    while (!__atomic_load_n(&f->stop, __ATOMIC_SEQ_CST)) {
-        unsigned char q[512], out[600];
-        pants_addr_t from;
-        bool is_a = false;
-        ssize_t n = raw_recv(f->fd, q, sizeof(q), &from, 20);
-        size_t len = n > 0 ? dns_answer(q, (size_t)n, out, &is_a) : 0;
-        if (len == 0)
-            continue;
-        bump(&f->queries);
-        if (is_a)
-            bump(&f->queries_a);
-        pt_sleep_ms(f->delay_ms);
-        sendto(f->fd, out, len, 0, (struct sockaddr *)&from.ss, from.len);
-    }
-    return NULL;
-}
-
-static void fake_dns_start(struct fake_dns *f, unsigned delay_ms, char *server, size_t len)
-{
-    pants_addr_t a;
-
-    memset(f, 0, sizeof(*f));
-    f->delay_ms = delay_ms;
-    f->fd = raw_socket("127.0.0.1:0");
-    a = raw_addr(f->fd);
-    fmt(&a, server, len);
-    ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_dns_run, f), 0);
-}
-
-static void fake_dns_stop(struct fake_dns *f)
-{
-    __atomic_store_n(&f->stop, 1, __ATOMIC_SEQ_CST);
-    pthread_join(f->thread, NULL);
-    close(f->fd);
-}
-
 /* Packets to a name wait for it in order with the others; the answer is
  * cached, so later packets go without a query. */
 START_TEST(test_name_resolves_in_order_and_is_cached)
 {
-    struct fake_dns dns;
+    struct pt_dns dns;
     char server[64], name[64], la[64], buf[16];
     pants_engine_options_t o = {.dns_server = server, .dns_timeout_ms = 3000};
     pants_engine_t *e;
@@ -1262,7 +1188,7 @@ START_TEST(test_name_resolves_in_order_and_is_cached)
     int fd = raw_socket("127.0.0.1:0");
     pants_addr_t live = raw_addr(fd);
 
-    fake_dns_start(&dns, 150, server, sizeof(server));
+    pt_dns_start(&dns, 150, server, sizeof(server));
     e = engine_with(&o);
     cli = dgram(e, NULL);
     fmt(&live, la, sizeof(la));
@@ -1283,15 +1209,16 @@ START_TEST(test_name_resolves_in_order_and_is_cached)
     ck_assert_int_eq(get(&cli->errors), 0);
     close(fd);
     finish(e);
-    fake_dns_stop(&dns);
+    pt_dns_stop(&dns);
     rec_free(cli);
 }
 END_TEST
 
-/* end() waits for a name still resolving, sends, then closes. */
-START_TEST(test_end_waits_for_name)
+/* An answer is used for its TTL, then asked again; TTL 0 means every
+ * write asks (once its packet went, the next one asks anew). */
+START_TEST(test_name_cached_for_its_ttl)
 {
-    struct fake_dns dns;
+    struct pt_dns dns;
     char server[64], name[64];
     pants_engine_options_t o = {.dns_server = server, .dns_timeout_ms = 3000};
     pants_engine_t *e;
@@ -1299,7 +1226,72 @@ START_TEST(test_end_waits_for_name)
     int fd = raw_socket("127.0.0.1:0");
     pants_addr_t live = raw_addr(fd);
 
-    fake_dns_start(&dns, 100, server, sizeof(server));
+    pt_dns_start(&dns, 0, server, sizeof(server));
+    __atomic_store_n(&dns.ttl, _i == 0 ? 1 : 0, __ATOMIC_SEQ_CST);
+    e = engine_with(&o);
+    cli = dgram(e, NULL);
+    snprintf(name, sizeof(name), "ttl.test:%u", ntohs(((struct sockaddr_in *)&live.ss)->sin_port));
+    start(e);
+    ck_assert_int_eq(loop_write(cli, name, "1", 1), 0);
+    raw_expect(fd, "1");
+    ck_assert_int_eq(loop_write(cli, name, "2", 1), 0);
+    raw_expect(fd, "2");
+    ck_assert_int_eq(get(&dns.queries_a), _i == 0 ? 1 : 2); /* TTL 1: from the cache */
+    if (_i == 0) {
+        pt_sleep_ms(1300); /* past the TTL */
+        ck_assert_int_eq(loop_write(cli, name, "3", 1), 0);
+        raw_expect(fd, "3");
+        ck_assert_int_eq(get(&dns.queries_a), 2);
+    }
+    ck_assert_int_eq(get(&cli->errors), 0);
+    close(fd);
+    finish(e);
+    pt_dns_stop(&dns);
+    rec_free(cli);
+}
+END_TEST
+
+/* A name the server says does not exist: on_error(PANTS_EAI_NONAME), the
+ * packet is dropped, and the datagram goes on. */
+START_TEST(test_name_nxdomain)
+{
+    struct pt_dns dns;
+    char server[64], la[64];
+    pants_engine_options_t o = {.dns_server = server, .dns_timeout_ms = 3000};
+    pants_engine_t *e;
+    struct rec *cli;
+    int fd = raw_socket("127.0.0.1:0");
+    pants_addr_t live = raw_addr(fd);
+
+    pt_dns_start(&dns, 0, server, sizeof(server));
+    e = engine_with(&o);
+    cli = dgram(e, NULL);
+    fmt(&live, la, sizeof(la));
+    start(e);
+    ck_assert_int_eq(loop_write(cli, "nx-name.test:9", "lost", 4), 0);
+    ck_assert_int_eq(loop_write(cli, la, "after", 5), 0);
+    raw_expect(fd, "after");
+    ck_assert(pt_wait(&cli->errors, 5000));
+    ck_assert_msg(cli->errs[0] == PANTS_EAI_NONAME, "got %d (%s)", cli->errs[0], pants_strerror(cli->errs[0]));
+    close(fd);
+    finish(e);
+    pt_dns_stop(&dns);
+    rec_free(cli);
+}
+END_TEST
+
+/* end() waits for a name still resolving, sends, then closes. */
+START_TEST(test_end_waits_for_name)
+{
+    struct pt_dns dns;
+    char server[64], name[64];
+    pants_engine_options_t o = {.dns_server = server, .dns_timeout_ms = 3000};
+    pants_engine_t *e;
+    struct rec *cli;
+    int fd = raw_socket("127.0.0.1:0");
+    pants_addr_t live = raw_addr(fd);
+
+    pt_dns_start(&dns, 100, server, sizeof(server));
     e = engine_with(&o);
     cli = dgram(e, NULL);
     snprintf(name, sizeof(name), "later.test:%u", ntohs(((struct sockaddr_in *)&live.ss)->sin_port));
@@ -1311,7 +1303,7 @@ START_TEST(test_end_waits_for_name)
     ck_assert(pt_wait(&cli->closes, 5000));
     close(fd);
     finish(e);
-    fake_dns_stop(&dns);
+    pt_dns_stop(&dns);
     rec_free(cli);
 }
 END_TEST
@@ -1319,13 +1311,13 @@ END_TEST
 /* close() while a name resolves: the packet is dropped, no on_error. */
 START_TEST(test_close_cancels_lookup)
 {
-    struct fake_dns dns;
+    struct pt_dns dns;
     char server[64];
     pants_engine_options_t o = {.dns_server = server, .dns_timeout_ms = 3000};
     pants_engine_t *e;
     struct rec *cli;
 
-    fake_dns_start(&dns, 1000, server, sizeof(server));
+    pt_dns_start(&dns, 1000, server, sizeof(server));
     e = engine_with(&o);
     cli = dgram(e, NULL);
     start(e);
@@ -1335,7 +1327,7 @@ START_TEST(test_close_cancels_lookup)
     finish(e);
     ck_assert_int_eq(get(&cli->errors), 0);
     ck_assert_int_eq(get(&cli->closes), 1);
-    fake_dns_stop(&dns);
+    pt_dns_stop(&dns);
     rec_free(cli);
 }
 END_TEST
@@ -1344,13 +1336,13 @@ END_TEST
  * out until the loop runs, and an engine freed unrun frees it all. */
 START_TEST(test_no_query_before_run)
 {
-    struct fake_dns dns;
+    struct pt_dns dns;
     char server[64];
     pants_engine_options_t o = {.dns_server = server, .dns_timeout_ms = 3000};
     pants_engine_t *e;
     struct rec *cli;
 
-    fake_dns_start(&dns, 0, server, sizeof(server));
+    pt_dns_start(&dns, 0, server, sizeof(server));
     e = engine_with(&o);
     cli = dgram(e, NULL);
     ck_assert_int_eq(pants_datagram_write(cli->d, "x", 1, "never.test:9"), 0);
@@ -1360,7 +1352,7 @@ START_TEST(test_no_query_before_run)
     pants_engine_free(e);
     ck_assert_int_eq(pants_live_objects(), 0);
     ck_assert_int_eq(get(&cli->errors) + get(&cli->closes), 0);
-    fake_dns_stop(&dns);
+    pt_dns_stop(&dns);
     rec_free(cli);
 }
 END_TEST
@@ -1498,6 +1490,8 @@ Suite *datagram_suite(void)
     tcase_add_test(errs, test_malformed_addresses);
     tcase_add_test(names, test_name_that_does_not_resolve);
     tcase_add_test(names, test_name_resolves_in_order_and_is_cached);
+    tcase_add_loop_test(names, test_name_cached_for_its_ttl, 0, 2);
+    tcase_add_test(names, test_name_nxdomain);
     tcase_add_test(names, test_end_waits_for_name);
     tcase_add_test(names, test_close_cancels_lookup);
     tcase_add_test(names, test_no_query_before_run);

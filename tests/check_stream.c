@@ -1537,6 +1537,55 @@ START_TEST(connect_dns_timeout)
 }
 END_TEST
 
+/* A name the (fake, local) name server knows: resolved, connected. */
+START_TEST(connect_by_dns_name)
+{
+    struct pt_dns dns;
+    char server[64], addr[128], name[160];
+    pants_engine_options_t o = {.threads = 1, .dns_server = server, .dns_timeout_ms = 3000};
+    pants_engine_t *e;
+    struct conn_test t = {0};
+
+    pt_dns_start(&dns, 0, server, sizeof(server));
+    e = engine_up(&o);
+    serve(e, F_INET, &echo_cb, NULL, addr, sizeof(addr));
+    snprintf(name, sizeof(name), "%s%s", _i == 0 ? "svc.test" : "nx.test", strrchr(addr, ':'));
+    ck_assert_int_eq(ct_connect(e, &ct_cb, &t, name), 0);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    if (_i == 0) {
+        ck_assert_int_eq(GET(t.connects), 1);
+        ck_assert_int_eq(GET(t.connect_errs), 0);
+    } else { /* NXDOMAIN */
+        ck_assert_int_eq(GET(t.connects), 0);
+        ck_assert_msg(GET(t.first_err) == PANTS_EAI_NONAME, "got %d (%s)", GET(t.first_err),
+                      pants_strerror(GET(t.first_err)));
+    }
+    ck_assert_int_ge(__atomic_load_n(&dns.queries_a, __ATOMIC_SEQ_CST), 1);
+    engine_down(e);
+    pt_dns_stop(&dns);
+}
+END_TEST
+
+/* Names under .localhost are the loopback (RFC 6761): no query goes out. */
+START_TEST(connect_dot_localhost)
+{
+    char dns[64], addr[128], name[160], query[512];
+    int udp = silent_dns(dns, sizeof(dns));
+    pants_engine_options_t o = {.threads = 1, .dns_server = dns, .dns_timeout_ms = 3000};
+    pants_engine_t *e = engine_up(&o);
+    struct conn_test t = {0};
+
+    serve(e, F_INET, &echo_cb, NULL, addr, sizeof(addr));
+    snprintf(name, sizeof(name), "app.localhost%s", strrchr(addr, ':'));
+    ck_assert_int_eq(ct_connect(e, &ct_cb, &t, name), 0);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    ck_assert_int_eq(GET(t.connects), 1);
+    ck_assert_int_eq(recv(udp, query, sizeof(query), MSG_DONTWAIT), -1);
+    close(udp);
+    engine_down(e);
+}
+END_TEST
+
 static void connect_and_close_task(void *arg)
 {
     struct ct_start *c = arg;
@@ -2480,6 +2529,8 @@ Suite *stream_suite(void)
     tcase_add_loop_test(tc, connect_close_while_resolving, 0, 2);
     tcase_add_test(tc, stop_while_resolving);
     tcase_add_test(tc, connect_localhost);
+    tcase_add_loop_test(tc, connect_by_dns_name, 0, 2);
+    tcase_add_test(tc, connect_dot_localhost);
     tcase_add_test(tc, resolving_when_never_run);
     tcase_add_loop_test(tc, end_while_connecting_delivers, 0, F_COUNT);
     tcase_add_loop_test(tc, end_while_connecting_fails, 0, 2);

@@ -1,8 +1,12 @@
 /* testutil.c -- helpers shared by the Check suites (see testutil.h). */
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,4 +89,84 @@ int pt_lowest_free_fd(void)
     if (fd >= 0)
         close(fd);
     return fd;
+}
+
+/* ---- A fake name server ------------------------------------------------ */
+
+static size_t dns_answer(const unsigned char *q, size_t n, uint32_t ttl, unsigned char *out, bool *is_a)
+{
+    unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 1};
+    size_t end = 12;
+    bool nx;
+
+    while (end < n && q[end] != 0)
+        end += q[end] + 1u;
+    end += 5; /* the root label, type, class */
+    if (n < 12 || end > n)
+        return 0;
+    *is_a = q[end - 4] == 0 && q[end - 3] == 1;
+    nx = q[12] >= 2 && (q[13] | 0x20) == 'n' && (q[14] | 0x20) == 'x'; /* evdns randomizes case */
+    memcpy(out, q, end);
+    out[2] = 0x81;                 /* response, recursion desired */
+    out[3] = nx ? 0x83 : 0x80;     /* recursion available; NXDOMAIN or no error */
+    out[6] = 0;
+    out[7] = *is_a && !nx ? 1 : 0; /* answers */
+    memset(out + 8, 0, 4);         /* no authority or additional records */
+    if (out[7] == 0)
+        return end;
+    rr[6] = (unsigned char)(ttl >> 24);
+    rr[7] = (unsigned char)(ttl >> 16);
+    rr[8] = (unsigned char)(ttl >> 8);
+    rr[9] = (unsigned char)ttl;
+    memcpy(out + end, rr, sizeof(rr));
+    return end + sizeof(rr);
+}
+
+static void *dns_run(void *arg)
+{
+    struct pt_dns *f = arg;
+
+    while (!__atomic_load_n(&f->stop, __ATOMIC_SEQ_CST)) {
+        unsigned char q[512], out[600];
+        struct sockaddr_storage from;
+        socklen_t flen = sizeof(from);
+        struct pollfd p = {f->fd, POLLIN, 0};
+        bool is_a = false;
+        if (poll(&p, 1, 20) != 1)
+            continue;
+        ssize_t n = recvfrom(f->fd, q, sizeof(q), MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+        size_t len = n > 0 ? dns_answer(q, (size_t)n, __atomic_load_n(&f->ttl, __ATOMIC_SEQ_CST), out, &is_a) : 0;
+        if (len == 0)
+            continue;
+        __atomic_add_fetch(&f->queries, 1, __ATOMIC_SEQ_CST);
+        if (is_a)
+            __atomic_add_fetch(&f->queries_a, 1, __ATOMIC_SEQ_CST);
+        pt_sleep_ms(f->delay_ms);
+        sendto(f->fd, out, len, 0, (struct sockaddr *)&from, flen);
+    }
+    return NULL;
+}
+
+void pt_dns_start(struct pt_dns *f, unsigned delay_ms, char *server, size_t len)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t slen = sizeof(sin);
+
+    memset(f, 0, sizeof(*f));
+    f->delay_ms = delay_ms;
+    f->ttl = 300;
+    f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(f->fd, 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(f->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(getsockname(f->fd, (struct sockaddr *)&sin, &slen), 0);
+    snprintf(server, len, "127.0.0.1:%u", ntohs(sin.sin_port));
+    ck_assert_int_eq(pthread_create(&f->thread, NULL, dns_run, f), 0);
+}
+
+void pt_dns_stop(struct pt_dns *f)
+{
+    __atomic_store_n(&f->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(f->thread, NULL);
+    close(f->fd);
 }

@@ -7,8 +7,10 @@
 #ifndef PANTS_TESTUTIL_H
 #define PANTS_TESTUTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pants.h"
 
@@ -32,5 +34,24 @@ int pt_lowest_free_fd(void);
 
 /* Run fn(arg) on loop l and wait until it returned (at most 5 s). */
 void pt_on_loop(pants_loop_t *l, pants_fn_t fn, void *arg);
+
+/* A name server on 127.0.0.1 for the engine option dns_server: it answers
+ * every A query with 127.0.0.1 and a TTL of ttl seconds (300 unless
+ * changed), every other query with no records, and names whose first label
+ * starts with "nx" with NXDOMAIN; each answer after delay_ms.  So tests
+ * resolve names without any real DNS. */
+struct pt_dns {
+    int fd;            /* its socket */
+    pthread_t thread;  /* answers */
+    int stop;          /* set to end the thread */
+    unsigned delay_ms; /* before each answer */
+    uint32_t ttl;      /* of the A records (atomic) */
+    int queries_a;     /* A queries seen (atomic) */
+    int queries;       /* all queries seen (atomic) */
+};
+
+/* Start it; its address ("127.0.0.1:port") goes to server. */
+void pt_dns_start(struct pt_dns *f, unsigned delay_ms, char *server, size_t len);
+void pt_dns_stop(struct pt_dns *f);
 
 #endif
