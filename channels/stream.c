@@ -1204,32 +1204,28 @@ static int set_paused(pants_stream_t *s, bool paused)
     return 0;
 }
 
-int pants_stream_pause_reading(pants_stream_t *s)
+static int paused_call(pants_stream_t *s, const char *what, bool paused)
 {
     int entered, rc;
 
     if (s == NULL)
         return -EINVAL;
-    entered = pants__loop_enter(s->loop, "pants_stream_pause_reading");
+    entered = pants__loop_enter(s->loop, what);
     if (entered < 0)
         return entered;
-    rc = set_paused(s, true);
+    rc = set_paused(s, paused);
     pants__loop_leave(s->loop, entered);
     return rc;
 }
 
+int pants_stream_pause_reading(pants_stream_t *s)
+{
+    return paused_call(s, "pants_stream_pause_reading", true);
+}
+
 int pants_stream_resume_reading(pants_stream_t *s)
 {
-    int entered, rc;
-
-    if (s == NULL)
-        return -EINVAL;
-    entered = pants__loop_enter(s->loop, "pants_stream_resume_reading");
-    if (entered < 0)
-        return entered;
-    rc = set_paused(s, false);
-    pants__loop_leave(s->loop, entered);
-    return rc;
+    return paused_call(s, "pants_stream_resume_reading", false);
 }
 
 bool pants_stream_is_reading_paused(const pants_stream_t *s)
