@@ -203,6 +203,11 @@ pants_loop_t *pants_datagram_loop(const pants_datagram_t *d)
     return d ? d->handle.loop : NULL;
 }
 
+int pants_datagram_fd(const pants_datagram_t *d)
+{
+    return d ? d->fd : -1;
+}
+
 size_t pants_datagram_pending(const pants_datagram_t *d)
 {
     return d ? __atomic_load_n(&d->queued, __ATOMIC_RELAXED) : 0;

@@ -183,6 +183,11 @@ bool pants_stream_is_connected(const pants_stream_t *s)
     return s && s->state == S_OPEN && !s->ending;
 }
 
+int pants_stream_fd(const pants_stream_t *s)
+{
+    return s ? s->fd : -1;
+}
+
 bool pants__stream_is_open(const pants_stream_t *s)
 {
     return s->state != S_CLOSED;

@@ -260,6 +260,10 @@ PANTS_EXTERN int pants_stream_local_address(const pants_stream_t *s, pants_addr_
 PANTS_EXTERN size_t pants_stream_pending(const pants_stream_t *s);
 /* True once the connection is up and until end/close. */
 PANTS_EXTERN bool pants_stream_is_connected(const pants_stream_t *s);
+/* s's socket, or -1 before it has one and once closed: for socket options
+ * (SO_KEEPALIVE, SO_SNDBUF, TCP_NODELAY, which pants turns on) only;
+ * reading, writing or closing it breaks s.  s's loop thread. */
+PANTS_EXTERN int pants_stream_fd(const pants_stream_t *s);
 
 /* Keep the memory of s (not the connection) alive past on_close, so another
  * thread may hold a pointer; the last unref frees it on its loop.  Any
@@ -457,6 +461,11 @@ PANTS_EXTERN size_t pants_datagram_pending(const pants_datagram_t *d);
  * 0, -ENOTCONN if d has no socket (yet, or any more), -EINVAL for NULL.
  * d's loop thread (or before run). */
 PANTS_EXTERN int pants_datagram_local_address(pants_datagram_t *d, pants_addr_t *a);
+
+/* d's socket, or -1 while it has none: for socket options (SO_RCVBUF,
+ * IP_TOS, ...) only; reading, writing or closing it breaks d.  d's loop
+ * thread (or before run). */
+PANTS_EXTERN int pants_datagram_fd(const pants_datagram_t *d);
 
 /* ---- Diagnostics ------------------------------------------------------ */
 

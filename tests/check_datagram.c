@@ -365,10 +365,18 @@ START_TEST(test_listen_and_local_address)
     pants_addr_t a;
     char buf[64];
 
+    pants_addr_t by_fd = {.len = sizeof(by_fd.ss)};
+    struct rec *unbound = dgram(e, NULL);
+
     ck_assert_int_eq(get(&r->listens), 0); /* never inside the call */
     ck_assert_int_eq(pants_datagram_local_address(r->d, &a), 0);
     ck_assert_int_eq(a.ss.ss_family, AF_INET);
     ck_assert_uint_ne(ntohs(((struct sockaddr_in *)&a.ss)->sin_port), 0);
+    ck_assert_int_ge(pants_datagram_fd(r->d), 0); /* the socket, for options */
+    ck_assert_int_eq(getsockname(pants_datagram_fd(r->d), (struct sockaddr *)&by_fd.ss, &by_fd.len), 0);
+    ck_assert_int_eq(memcmp(&by_fd.ss, &a.ss, a.len), 0);
+    ck_assert_int_eq(pants_datagram_fd(unbound->d), -1); /* none yet */
+    ck_assert_int_eq(pants_datagram_fd(NULL), -1);
     ck_assert_int_eq(pants_datagram_listen(r->d, "127.0.0.1:0"), -EALREADY);
     start(e);
     ck_assert(pt_wait(&r->listens, 5000));
@@ -381,6 +389,7 @@ START_TEST(test_listen_and_local_address)
     ck_assert_int_eq(get(&r->after_close), 0);
     finish(e);
     rec_free(r);
+    rec_free(unbound);
 }
 END_TEST
 

@@ -2117,6 +2117,75 @@ START_TEST(stop_gives_up_after_timeout)
 }
 END_TEST
 
+/* ---- The socket, for options ------------------------------------------ */
+
+struct fd_test {
+    int fd_ok[2];   /* server connection / client: pants_stream_fd was a socket */
+    int nodelay[2]; /* TCP_NODELAY as read through it (-1: not TCP) */
+    int seen[2];    /* on_connect ran */
+    int before;     /* pants_stream_fd before connect */
+};
+
+static void record_fd(pants_stream_t *s, struct fd_test *t, int side)
+{
+    int fd = pants_stream_fd(s), type = 0, on = -1;
+    socklen_t len = sizeof(type);
+
+    t->fd_ok[side] = fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+    len = sizeof(on);
+    if (pants_stream_family(s) == AF_UNIX || getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) < 0)
+        on = -1;
+    t->nodelay[side] = on;
+    SET(t->seen[side], 1);
+}
+
+static void fd_server_on_connect(pants_stream_t *s)
+{
+    record_fd(s, conn_ctx(s), 0);
+}
+
+static void fd_client_on_connect(pants_stream_t *s)
+{
+    record_fd(s, pants_stream_data(s), 1);
+}
+
+static void fd_client_start(void *arg)
+{
+    struct client_spec *c = arg;
+    struct fd_test *t = c->data;
+
+    c->s = pants_stream_new(pants_loop_current(), c->cb, c->data);
+    t->before = pants_stream_fd(c->s);
+    c->rc = pants_stream_connect(c->s, c->addr);
+}
+
+/* pants_stream_fd gives both ends' sockets, with TCP_NODELAY on for TCP. */
+START_TEST(stream_fd_for_options)
+{
+    pants_engine_t *e = engine_up2();
+    pants_stream_callbacks_t scb = {.on_connect = fd_server_on_connect};
+    pants_stream_callbacks_t ccb = {.on_connect = fd_client_on_connect};
+    struct fd_test t = {.before = 0};
+    struct client_spec c = {e, &ccb, &t, NULL, NULL, 0};
+    char addr[128];
+
+    serve(e, (enum family)_i, &scb, &t, addr, sizeof(addr));
+    c.addr = addr;
+    pt_on_loop(pants_engine_loop(e, 0), fd_client_start, &c);
+    ck_assert_int_eq(c.rc, 0);
+    ck_assert(pt_wait(&t.seen[0], WAIT_MS));
+    ck_assert(pt_wait(&t.seen[1], WAIT_MS));
+    ck_assert_int_eq(t.before, -1); /* no socket before connect */
+    for (int side = 0; side < 2; side++) {
+        ck_assert_int_eq(t.fd_ok[side], 1);
+        ck_assert_int_eq(t.nodelay[side], _i == F_UNIX ? -1 : 1);
+    }
+    ck_assert_int_eq(pants_stream_fd(NULL), -1);
+    pants_loop_post(pants_stream_loop(c.s), close_task, c.s);
+    engine_down(e);
+}
+END_TEST
+
 /* ---- Connect timeout ---------------------------------------------------- */
 
 /* A TCP listener on 127.0.0.1 whose accept queue is full, so the kernel
@@ -2494,6 +2563,7 @@ Suite *stream_suite(void)
     tcase_add_loop_test(tc, stream_addresses, 0, F_COUNT);
     tcase_add_loop_test(tc, echo_pants_large, 0, F_COUNT);
     tcase_add_test(tc, echo_pants_abstract);
+    tcase_add_loop_test(tc, stream_fd_for_options, 0, F_COUNT);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("write");
