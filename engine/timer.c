@@ -4,9 +4,11 @@
  * zero timeout, so a timer that re-arms itself every iteration lets the
  * loop poll in between instead of starving it.  Delays count from the call:
  * the base's cached time is refreshed before arming.  libevent's clock is
- * the coarse one, which lags by up to a tick, so a defer also remembers
- * when it is due by CLOCK_MONOTONIC and waits out what a tick took off:
- * it never runs early.  (A cycle keeps libevent's period.)  A timer may cancel
+ * the coarse one, which lags by up to a tick (4 ms here), so defer and cycle
+ * also keep when they are due by CLOCK_MONOTONIC and wait out what a tick
+ * took off: they never run early.  A cycle's k-th run is due k intervals
+ * after the call; one that fell a whole interval behind (a busy loop) goes
+ * on an interval from its late run instead of running in a burst.  A timer may cancel
  * itself from inside its function; it is then freed once that returns.
  * Timers are inactive handles: they keep firing while a stopping loop
  * flushes its streams and are freed, without a call, when the loop ends.
@@ -31,7 +33,8 @@ struct pants_timer_s {
     pants_fn_t fn;          /* what to call */
     void *arg;              /* its argument */
     enum timer_kind kind;   /* once, every iteration or every interval */
-    uint64_t due_ns;        /* defer: CLOCK_MONOTONIC time it is due; 0 = any */
+    uint64_t due_ns;        /* defer, cycle: CLOCK_MONOTONIC time it is due; 0 = any */
+    uint64_t interval_ns;   /* cycle: its period */
     bool in_fn;             /* fn is running now */
     bool cancelled;         /* cancelled from inside fn: free after it */
 };
@@ -59,18 +62,45 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* A defer fired before it was due: arm it again for the rest. */
-static bool rearmed_early(pants_timer_t *t)
+/* ms from now, saturated (~292 years is forever). */
+static uint64_t due_in(uint64_t ms)
 {
-    uint64_t now = t->due_ns ? monotonic_ns() : 0;
+    return ms < UINT64_MAX / 2000000u ? monotonic_ns() + ms * 1000000u : UINT64_MAX;
+}
+
+/* Arm t to fire once its due time has come, counted from now. */
+static void arm_until_due(pants_timer_t *t, uint64_t now)
+{
     uint64_t us = now < t->due_ns ? (t->due_ns - now + 999) / 1000 : 0;
     struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
 
-    if (us == 0)
-        return false;
     event_base_update_cache_time(t->handle.loop->base);
     event_add(&t->ev, &tv);
+}
+
+/* A defer or cycle fired before it was due: arm it again for the rest. */
+static bool rearmed_early(pants_timer_t *t)
+{
+    uint64_t now = t->due_ns ? monotonic_ns() : 0;
+
+    if (now >= t->due_ns)
+        return false;
+    arm_until_due(t, now);
     return true;
+}
+
+/* A cycle ran: its next run is one interval after the one due now. */
+static void next_cycle(pants_timer_t *t)
+{
+    uint64_t now = monotonic_ns();
+
+    if (t->due_ns > UINT64_MAX - t->interval_ns)
+        t->due_ns = UINT64_MAX;
+    else
+        t->due_ns += t->interval_ns;
+    if (t->due_ns <= now) /* a whole interval behind: no burst */
+        t->due_ns = now + t->interval_ns;
+    arm_until_due(t, now);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -89,6 +119,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         timer_free(t);
     else if (t->kind == TIMER_EVERY)
         event_add(&t->ev, &zero);
+    else
+        next_cycle(t);
 }
 
 static pants_timer_t *timer_new(pants_loop_t *l, enum timer_kind kind, uint64_t ms, pants_fn_t fn, void *arg)
@@ -119,9 +151,11 @@ static pants_timer_t *timer_new(pants_loop_t *l, enum timer_kind kind, uint64_t 
     t->fn = fn;
     t->arg = arg;
     t->kind = kind;
-    if (kind == TIMER_ONCE && ms > 0) /* saturated: ~292 years is forever */
-        t->due_ns = ms < UINT64_MAX / 2000000u ? monotonic_ns() + ms * 1000000u : UINT64_MAX;
-    event_assign(&t->ev, l->base, -1, kind == TIMER_CYCLE ? EV_PERSIST : 0, on_timer, t);
+    if (ms > 0)
+        t->due_ns = due_in(ms);
+    if (kind == TIMER_CYCLE)
+        t->interval_ns = ms < UINT64_MAX / 2000000u ? ms * 1000000u : UINT64_MAX / 2;
+    event_assign(&t->ev, l->base, -1, 0, on_timer, t);
     pants__handle_start(&t->handle, l, &timer_ops, false);
     event_base_update_cache_time(l->base);
     event_add(&t->ev, &tv);
