@@ -7,10 +7,33 @@
  * pieces the other suites test one by one fit together: the seed's
  * LineOriented protocol, a header-then-body protocol that switches
  * delimiters, a timer ending the run, and a datagram ping-pong.
+ *
+ * The "contract" case goes further: its tests use only the names API.md
+ * lists (no pants extras), as an application written from the contract
+ * alone would, to catch any place where the library does something else.
+ * They cover round-robin acceptance over the worker loops and the pinning
+ * of every connection's callbacks to one thread; the four timers (callback,
+ * loop, defer, cycle; cancelling, also from inside); loop indices,
+ * next_loop and FIFO posts from foreign threads; read delimiters changed
+ * inside on_read (exact, a multi-byte until split across reads, regex, a
+ * netstring framer with *skip) and the refusal of bad ones; end() sending
+ * what is queued against close() dropping it, with on_close once and last
+ * and a partial frame dropped at EOF; write_file ranges in order with
+ * writes; broadcast and connection counts from outside the engine;
+ * address parsing, formatting, error names and malformed addresses; and
+ * cycles that never run before their time.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <check.h>
 
@@ -336,6 +359,1352 @@ START_TEST(datagram_reply_to_sender)
 }
 END_TEST
 
+/* ==== Tests written from API.md's names alone ============================
+ *
+ * The tests below use only what API.md names (plus pants_live_objects at the
+ * end and the testutil helpers), so they see the library the way an
+ * application written from the contract does.  Results from loop threads
+ * are recorded (atomically where several threads write) and asserted on the
+ * test thread once the engine has returned.
+ */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void bump(int *counter)
+{
+    __atomic_add_fetch(counter, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Stops a run that would otherwise hang until the tcase timeout; each test
+ * asserts that it never had to. */
+struct watchdog {
+    pants_engine_t *e; /* to stop */
+    int fired;         /* it stopped the engine (atomic) */
+};
+
+static void wd_fire(void *arg)
+{
+    struct watchdog *w = arg;
+
+    __atomic_store_n(&w->fired, 1, __ATOMIC_SEQ_CST);
+    pants_engine_stop(w->e);
+}
+
+static void wd_arm(void *arg)
+{
+    pants_timer_defer(pants_loop_current(), 8000, wd_fire, arg);
+}
+
+/* Arm it on loop l (a post made before the engine runs). */
+static void wd_start(struct watchdog *w, pants_engine_t *e, pants_loop_t *l)
+{
+    w->e = e;
+    w->fired = 0;
+    ck_assert_int_eq(pants_loop_post(l, wd_arm, w), 0);
+}
+
+/* ---- Round-robin acceptance and per-channel pinning -------------------- */
+
+#define RR_LOOPS   4
+#define RR_CLIENTS 8
+
+struct rr_app;
+
+struct rr_conn {
+    struct rr_app *app; /* back pointer */
+    pthread_t thread;   /* the thread on_accept ran on */
+    pants_loop_t *loop; /* pants_stream_loop(conn) in on_accept */
+    int connects;       /* on_connect calls */
+    int reads;          /* on_read calls */
+    int closes;         /* on_close calls */
+};
+
+struct rr_app {
+    struct watchdog wd;               /* bounds the run */
+    pants_server_t *srv;              /* the server */
+    int per_loop[RR_LOOPS];           /* accepts per loop index (atomic) */
+    int accepts;                      /* on_accept calls (atomic) */
+    int replies;                      /* echoes the clients read (atomic) */
+    int cli_closes;                   /* client on_close calls (atomic) */
+    int bad;                          /* wrong thread, loop or answer (atomic) */
+    struct rr_conn conns[RR_CLIENTS]; /* one per accepted connection */
+};
+
+/* Every callback of a connection: on on_accept's thread, on its own loop. */
+static void rr_check_here(struct rr_conn *c, pants_stream_t *s)
+{
+    if (!pthread_equal(c->thread, pthread_self()) || pants_loop_current() != c->loop ||
+        pants_stream_loop(s) != c->loop)
+        bump(&c->app->bad);
+}
+
+static void rr_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct rr_app *a = pants_server_data(srv);
+    int slot = __atomic_fetch_add(&a->accepts, 1, __ATOMIC_SEQ_CST);
+    pants_loop_t *here = pants_loop_current();
+    struct rr_conn *c;
+
+    if (slot >= RR_CLIENTS || here == NULL || pants_loop_index(here) >= RR_LOOPS) {
+        bump(&a->bad);
+        pants_stream_close(conn);
+        return;
+    }
+    bump(&a->per_loop[pants_loop_index(here)]);
+    c = &a->conns[slot];
+    c->app = a;
+    c->thread = pthread_self();
+    c->loop = pants_stream_loop(conn);
+    if (c->loop != here || pants_stream_server(conn) != srv || pants_stream_family(conn) != AF_UNIX)
+        bump(&a->bad);
+    pants_stream_set_data(conn, c);
+    if (pants_stream_read_exact(conn, 4) != 0)
+        bump(&a->bad);
+}
+
+static void rr_conn_connect(pants_stream_t *s)
+{
+    struct rr_conn *c = pants_stream_data(s);
+
+    if (c == NULL)
+        return;
+    c->connects++;
+    rr_check_here(c, s);
+}
+
+static void rr_conn_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct rr_conn *c = pants_stream_data(s);
+
+    if (c == NULL)
+        return;
+    c->reads++;
+    rr_check_here(c, s);
+    if (pants_stream_write(s, data, len) != 0)
+        bump(&c->app->bad);
+}
+
+static void rr_conn_close(pants_stream_t *s)
+{
+    struct rr_conn *c = pants_stream_data(s);
+
+    if (c == NULL)
+        return;
+    c->closes++;
+    rr_check_here(c, s);
+}
+
+static void rr_cli_connect(pants_stream_t *s)
+{
+    struct rr_app *a = pants_stream_data(s);
+
+    if (pants_stream_server(s) != NULL || pants_loop_current() != pants_stream_loop(s) ||
+        pants_stream_read_exact(s, 4) != 0 || pants_stream_write(s, "ping", 4) != 0)
+        bump(&a->bad);
+}
+
+static void rr_cli_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct rr_app *a = pants_stream_data(s);
+
+    if (len != 4 || memcmp(data, "ping", 4) != 0)
+        bump(&a->bad);
+    pants_stream_close(s);
+    if (__atomic_add_fetch(&a->replies, 1, __ATOMIC_SEQ_CST) == RR_CLIENTS)
+        pants_engine_stop(a->wd.e);
+}
+
+static void rr_cli_close(pants_stream_t *s)
+{
+    struct rr_app *a = pants_stream_data(s);
+
+    bump(&a->cli_closes);
+}
+
+START_TEST(round_robin_accept_and_pinning)
+{
+    static struct rr_app a;
+    pants_engine_options_t o = {.threads = RR_LOOPS};
+    pants_server_callbacks_t scb = {.on_accept = rr_accept};
+    pants_stream_callbacks_t conn = {
+        .on_connect = rr_conn_connect, .on_read = rr_conn_read, .on_close = rr_conn_close};
+    pants_stream_callbacks_t ccb = {
+        .on_connect = rr_cli_connect, .on_read = rr_cli_read, .on_close = rr_cli_close};
+    pants_engine_t *e;
+    char path[200];
+
+    memset(&a, 0, sizeof(a));
+    pt_unix_addr(path, sizeof(path), "spec-rr.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(pants_engine_threads(e), RR_LOOPS);
+    wd_start(&a.wd, e, pants_engine_loop(e, 0));
+    a.srv = pants_server_new(e, &scb, &conn, &a);
+    ck_assert_ptr_nonnull(a.srv);
+    ck_assert_int_eq(pants_server_listen(a.srv, path, 0), 0);
+    for (int i = 0; i < RR_CLIENTS; i++) {
+        pants_stream_t *c = pants_stream_new(pants_engine_next_loop(e), &ccb, &a);
+
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(pants_stream_connect(c, path), 0);
+    }
+    ck_assert_int_eq(pants_engine_run(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.wd.fired, 0);
+    ck_assert_int_eq(a.accepts, RR_CLIENTS);
+    for (int i = 0; i < RR_LOOPS; i++)
+        ck_assert_msg(a.per_loop[i] == RR_CLIENTS / RR_LOOPS, "loop %d accepted %d connections, not %d", i,
+                      a.per_loop[i], RR_CLIENTS / RR_LOOPS);
+    ck_assert_int_eq(a.bad, 0);
+    ck_assert_int_eq(a.replies, RR_CLIENTS);
+    ck_assert_int_eq(a.cli_closes, RR_CLIENTS);
+    for (int i = 0; i < RR_CLIENTS; i++) {
+        ck_assert_int_eq(a.conns[i].connects, 1);
+        ck_assert_int_eq(a.conns[i].reads, 1);
+        ck_assert_int_eq(a.conns[i].closes, 1);
+    }
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- The four timers, as the seed engine's callback/loop/defer/cycle ---- */
+
+#define TM_CYCLES 5
+
+struct tm_app {
+    pants_engine_t *e;            /* to stop */
+    pants_loop_t *l;              /* the one loop */
+    int wrong_thread;             /* fns run off l's thread */
+    int null_handles;             /* timer calls that returned NULL */
+    int cb_runs;                  /* pants_timer_callback's fn */
+    int cb_runs_in_call;          /* cb_runs right after the call returned */
+    int cb_seen_by_loop3;         /* cb_runs when the loop timer ran a 3rd time */
+    pants_timer_t *loop_t;        /* cancels itself after 10 runs */
+    int loop_runs;                /* its runs */
+    pants_timer_t *spin_t;        /* every iteration until the defer cancels it */
+    int spin_runs;                /* its runs */
+    int spin_at_cancel;           /* spin_runs when cancelled */
+    uint64_t defer_t0;            /* when defer(50) was called (us) */
+    uint64_t defer_at;            /* when it ran (us) */
+    int defer_runs;               /* its runs */
+    pants_timer_t *cycle_t;       /* cycle(20): cancels itself */
+    uint64_t cycle_t0;            /* when it was made (us) */
+    uint64_t cycle_at[TM_CYCLES]; /* when it ran (us) */
+    int cycle_runs;               /* its runs */
+    int never_runs;               /* runs of timers cancelled before their time */
+    int stopped;                  /* the stop timer ran */
+};
+
+static void tm_here(struct tm_app *a)
+{
+    if (pants_loop_current() != a->l)
+        a->wrong_thread++;
+}
+
+static void tm_cb(void *arg)
+{
+    struct tm_app *a = arg;
+
+    tm_here(a);
+    a->cb_runs++;
+}
+
+static void tm_loop(void *arg)
+{
+    struct tm_app *a = arg;
+
+    tm_here(a);
+    if (++a->loop_runs == 3)
+        a->cb_seen_by_loop3 = a->cb_runs;
+    if (a->loop_runs == 10) {
+        pants_timer_cancel(a->loop_t); /* from inside its own fn */
+        a->loop_t = NULL;
+    }
+}
+
+static void tm_spin(void *arg)
+{
+    struct tm_app *a = arg;
+
+    tm_here(a);
+    a->spin_runs++;
+}
+
+static void tm_defer(void *arg)
+{
+    struct tm_app *a = arg;
+
+    tm_here(a);
+    a->defer_at = now_us();
+    a->defer_runs++;
+    a->spin_at_cancel = a->spin_runs;
+    pants_timer_cancel(a->spin_t); /* another timer, same loop */
+    a->spin_t = NULL;
+}
+
+static void tm_cycle(void *arg)
+{
+    struct tm_app *a = arg;
+
+    tm_here(a);
+    if (a->cycle_runs < TM_CYCLES)
+        a->cycle_at[a->cycle_runs] = now_us();
+    if (++a->cycle_runs == TM_CYCLES) {
+        pants_timer_cancel(a->cycle_t);
+        a->cycle_t = NULL;
+    }
+}
+
+static void tm_never(void *arg)
+{
+    struct tm_app *a = arg;
+
+    a->never_runs++;
+}
+
+static void tm_stop(void *arg)
+{
+    struct tm_app *a = arg;
+
+    tm_here(a);
+    a->stopped = 1;
+    pants_engine_stop(a->e);
+}
+
+static void tm_count(struct tm_app *a, const pants_timer_t *t)
+{
+    if (t == NULL)
+        a->null_handles++;
+}
+
+/* Runs on the loop (posted before the engine runs): makes every timer. */
+static void tm_setup(void *arg)
+{
+    struct tm_app *a = arg;
+
+    tm_here(a);
+    tm_count(a, pants_timer_callback(a->l, tm_cb, a));
+    a->cb_runs_in_call = a->cb_runs;
+    tm_count(a, a->loop_t = pants_timer_loop(a->l, tm_loop, a));
+    tm_count(a, a->spin_t = pants_timer_loop(a->l, tm_spin, a));
+    /* Busy for a while, so a loop whose idea of "now" dates from before
+     * this function would fire the next timers early. */
+    pt_sleep_ms(30);
+    a->defer_t0 = now_us();
+    tm_count(a, pants_timer_defer(a->l, 50, tm_defer, a));
+    a->cycle_t0 = now_us();
+    tm_count(a, a->cycle_t = pants_timer_cycle(a->l, 20, tm_cycle, a));
+    /* Cancelled before they are due: they never run. */
+    pants_timer_cancel(pants_timer_callback(a->l, tm_never, a));
+    pants_timer_cancel(pants_timer_loop(a->l, tm_never, a));
+    pants_timer_cancel(pants_timer_defer(a->l, 10, tm_never, a));
+    pants_timer_cancel(pants_timer_cycle(a->l, 5, tm_never, a));
+    tm_count(a, pants_timer_defer(a->l, 400, tm_stop, a));
+}
+
+START_TEST(timers_callback_loop_defer_cycle)
+{
+    struct tm_app a = {0};
+    pants_engine_options_t o = {.threads = 1};
+
+    a.e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(a.e);
+    a.l = pants_engine_loop(a.e, 0);
+    ck_assert_ptr_nonnull(a.l);
+    ck_assert_int_eq(pants_loop_post(a.l, tm_setup, &a), 0);
+    ck_assert_int_eq(pants_engine_run(a.e), 0);
+    pants_engine_free(a.e);
+
+    ck_assert_int_eq(a.stopped, 1);
+    ck_assert_int_eq(a.wrong_thread, 0);
+    ck_assert_int_eq(a.null_handles, 0);
+    /* callback: once, not inside the call, by the next iteration */
+    ck_assert_int_eq(a.cb_runs_in_call, 0);
+    ck_assert_int_eq(a.cb_runs, 1);
+    ck_assert_int_eq(a.cb_seen_by_loop3, 1);
+    /* loop: every iteration until cancelled, from inside or outside */
+    ck_assert_int_eq(a.loop_runs, 10);
+    ck_assert_int_gt(a.spin_at_cancel, 10);
+    ck_assert_int_eq(a.spin_runs, a.spin_at_cancel);
+    /* defer: once, no earlier than its delay counted from the call */
+    ck_assert_int_eq(a.defer_runs, 1);
+    ck_assert_msg(a.defer_at - a.defer_t0 >= 50000, "defer(50) ran after %.1f ms",
+                  (double)(a.defer_at - a.defer_t0) / 1000.0);
+    /* cycle: repeats until it cancels itself (its timing: the next test) */
+    ck_assert_int_eq(a.cycle_runs, TM_CYCLES);
+    ck_assert_uint_ge(a.cycle_at[TM_CYCLES - 1] - a.cycle_t0, 20000u * (TM_CYCLES - 1));
+    ck_assert_int_eq(a.never_runs, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- cycle(n): "delays count from the moment of the call" -------------- */
+
+#define CY_TIMERS 3
+#define CY_RUNS   5
+
+struct cy_timer {
+    struct cy_app *app;   /* back pointer */
+    uint64_t interval_ms; /* its interval */
+    pants_timer_t *t;     /* its handle */
+    uint64_t t0;          /* when it was made (us) */
+    uint64_t at[CY_RUNS]; /* when it ran (us) */
+    int runs;             /* its runs */
+};
+
+struct cy_app {
+    pants_engine_t *e;             /* to stop */
+    int done;                      /* timers that ran CY_RUNS times */
+    struct cy_timer tm[CY_TIMERS]; /* the cycles */
+};
+
+static void cy_run(void *arg)
+{
+    struct cy_timer *c = arg;
+
+    c->at[c->runs] = now_us();
+    if (++c->runs < CY_RUNS)
+        return;
+    pants_timer_cancel(c->t);
+    if (++c->app->done == CY_TIMERS)
+        pants_engine_stop(c->app->e);
+}
+
+static void cy_setup(void *arg)
+{
+    struct cy_app *a = arg;
+
+    for (int i = 0; i < CY_TIMERS; i++) {
+        pt_sleep_ms(3); /* land at different points of a clock tick */
+        a->tm[i].t0 = now_us();
+        a->tm[i].t = pants_timer_cycle(pants_loop_current(), a->tm[i].interval_ms, cy_run, &a->tm[i]);
+    }
+}
+
+/* "Delays count from the moment of the call": the k-th run of cycle(n)
+ * comes no earlier than k * n ms after the call, though libevent's coarse
+ * clock would fire it up to a tick (4 ms) early. */
+START_TEST(cycle_never_runs_early)
+{
+    static const uint64_t interval[CY_TIMERS] = {20, 13, 7};
+    struct cy_app a = {0};
+    pants_engine_options_t o = {.threads = 1};
+    struct watchdog wd;
+
+    a.e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(a.e);
+    for (int i = 0; i < CY_TIMERS; i++)
+        a.tm[i] = (struct cy_timer){.app = &a, .interval_ms = interval[i]};
+    wd_start(&wd, a.e, pants_engine_loop(a.e, 0));
+    ck_assert_int_eq(pants_loop_post(pants_engine_loop(a.e, 0), cy_setup, &a), 0);
+    ck_assert_int_eq(pants_engine_run(a.e), 0);
+    pants_engine_free(a.e);
+
+    ck_assert_int_eq(wd.fired, 0);
+    ck_assert_int_eq(a.done, CY_TIMERS);
+    for (int i = 0; i < CY_TIMERS; i++)
+        for (int k = 0; k < CY_RUNS; k++) {
+            uint64_t due = a.tm[i].interval_ms * 1000u * (uint64_t)(k + 1);
+            uint64_t took = a.tm[i].at[k] - a.tm[i].t0;
+
+            ck_assert_msg(took >= due, "cycle(%d) ran the %d. time %.1f ms after the call, not >= %d",
+                          (int)a.tm[i].interval_ms, k + 1, (double)took / 1000.0, (int)(due / 1000));
+        }
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- Loops: indices, round-robin, posts from foreign threads ----------- */
+
+#define PO_POSTERS 2
+#define PO_TASKS   1000
+
+struct po_app;
+
+struct po_task {
+    struct po_app *app; /* back pointer */
+    int who;            /* which poster */
+    int seq;            /* its number in that poster's order */
+};
+
+struct po_app {
+    pants_loop_t *target;                       /* where the tasks go */
+    int next[PO_POSTERS];                       /* next seq expected per poster (target's thread) */
+    int out_of_order;                           /* tasks that came out of order (target's thread) */
+    int wrong_loop;                             /* tasks run elsewhere (target's thread) */
+    int runs;                                   /* tasks run (atomic) */
+    int post_errors;                            /* posts that did not return 0 (atomic) */
+    struct po_task tasks[PO_POSTERS][PO_TASKS]; /* their arguments */
+};
+
+static void po_run(void *arg)
+{
+    struct po_task *t = arg;
+    struct po_app *a = t->app;
+
+    if (pants_loop_current() != a->target || pants_loop_index(pants_loop_current()) != 1)
+        a->wrong_loop++;
+    if (t->seq != a->next[t->who])
+        a->out_of_order++;
+    a->next[t->who] = t->seq + 1;
+    bump(&a->runs);
+}
+
+static void *po_poster(void *arg)
+{
+    struct po_task *mine = arg;
+    struct po_app *a = mine[0].app;
+
+    for (int i = 0; i < PO_TASKS; i++)
+        if (pants_loop_post(a->target, po_run, &mine[i]) != 0)
+            bump(&a->post_errors);
+    return NULL;
+}
+
+START_TEST(loops_round_robin_and_foreign_posts)
+{
+    static struct po_app a;
+    pants_engine_options_t o = {.threads = 3};
+    pants_engine_t *e;
+    pthread_t th[PO_POSTERS];
+    int seen[3] = {0};
+
+    memset(&a, 0, sizeof(a));
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(pants_engine_threads(e), 3);
+    ck_assert_ptr_null(pants_engine_loop(e, 3));
+    for (unsigned i = 0; i < 3; i++) {
+        ck_assert_ptr_nonnull(pants_engine_loop(e, i));
+        ck_assert_uint_eq(pants_loop_index(pants_engine_loop(e, i)), i);
+        for (unsigned j = 0; j < i; j++)
+            ck_assert_ptr_ne(pants_engine_loop(e, i), pants_engine_loop(e, j));
+    }
+    /* next_loop: every loop once per round */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 3; i++) {
+            pants_loop_t *l = pants_engine_next_loop(e);
+
+            ck_assert_ptr_nonnull(l);
+            ck_assert_uint_lt(pants_loop_index(l), 3);
+            ck_assert_ptr_eq(l, pants_engine_loop(e, pants_loop_index(l)));
+            seen[pants_loop_index(l)]++;
+        }
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(seen[i], round + 1);
+    }
+    ck_assert_ptr_null(pants_loop_current());
+
+    a.target = pants_engine_loop(e, 1);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    ck_assert_ptr_null(pants_loop_current());
+    for (int w = 0; w < PO_POSTERS; w++) {
+        for (int i = 0; i < PO_TASKS; i++)
+            a.tasks[w][i] = (struct po_task){&a, w, i};
+        ck_assert_int_eq(pthread_create(&th[w], NULL, po_poster, a.tasks[w]), 0);
+    }
+    for (int w = 0; w < PO_POSTERS; w++)
+        pthread_join(th[w], NULL);
+    ck_assert(pt_wait_count(&a.runs, PO_POSTERS * PO_TASKS, 10000));
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.post_errors, 0);
+    ck_assert_int_eq(a.runs, PO_POSTERS * PO_TASKS);
+    ck_assert_int_eq(a.wrong_loop, 0);
+    ck_assert_int_eq(a.out_of_order, 0);
+    for (int w = 0; w < PO_POSTERS; w++)
+        ck_assert_int_eq(a.next[w], PO_TASKS);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+START_TEST(threads_zero_is_online_cpus)
+{
+    pants_engine_options_t o = {.threads = 0};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    pants_engine_t *e = pants_engine_new(&o);
+
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_gt(cpus, 0);
+    ck_assert_uint_eq(pants_engine_threads(e), (unsigned)cpus);
+    ck_assert_ptr_nonnull(pants_engine_loop(e, (unsigned)cpus - 1));
+    ck_assert_ptr_null(pants_engine_loop(e, (unsigned)cpus));
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- Read delimiters, changed inside on_read ---------------------------- */
+
+#define DL_FRAMES    12
+#define DL_APP_MAGIC 0x5eed
+
+struct dl_app {
+    struct watchdog wd;         /* bounds the run; wd.e stops it */
+    int magic;                  /* DL_APP_MAGIC: the framer got its arg */
+    int einval_at_accept;       /* bad delimiter calls refused in on_accept */
+    int einval_in_read;         /* bad delimiter calls refused in on_read */
+    int good_calls_failed;      /* valid delimiter calls that did not return 0 */
+    char frames[DL_FRAMES][32]; /* what the server's on_read got */
+    size_t nframes;             /* on_read calls */
+    int framer_bad;             /* framer saw a wrong arg or *skip not preset 0 */
+    int conn_closes;            /* the server side's on_close calls */
+    char reply[16];             /* what the client read */
+    pants_stream_t *cli;        /* the client */
+    pants_timer_t *parts[2];    /* the client's pending writes */
+};
+
+/* Netstrings, "5:hello,": the frame is "5:hello" and the ',' is skipped. */
+static ssize_t dl_netstring(const void *buf, size_t len, size_t *skip, void *arg)
+{
+    struct dl_app *a = arg;
+    const char *p = buf;
+    size_t n = 0, i = 0;
+
+    if (a->magic != DL_APP_MAGIC || *skip != 0)
+        a->framer_bad++;
+    for (; i < len && p[i] >= '0' && p[i] <= '9'; i++)
+        n = n * 10 + (size_t)(p[i] - '0');
+    if (i == len)
+        return 0;
+    if (i == 0 || p[i] != ':')
+        return -EPROTO;
+    if (len < i + 1 + n + 1)
+        return 0;
+    if (p[i + 1 + n] != ',')
+        return -EPROTO;
+    *skip = 1;
+    return (ssize_t)(i + 1 + n);
+}
+
+static void dl_good(struct dl_app *a, int rc)
+{
+    if (rc != 0)
+        a->good_calls_failed++;
+}
+
+static void dl_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct dl_app *a = pants_server_data(srv);
+
+    pants_stream_set_data(conn, a);
+    a->einval_at_accept += pants_stream_read_exact(conn, 0) == -EINVAL;
+    dl_good(a, pants_stream_read_exact(conn, 4));
+    /* refused, and exact(4) stays */
+    a->einval_at_accept += pants_stream_read_exact(conn, 0) == -EINVAL;
+    a->einval_at_accept += pants_stream_read_until(conn, "", 0) == -EINVAL;
+    a->einval_at_accept += pants_stream_read_regex(conn, "(unclosed") == -EINVAL;
+}
+
+static void dl_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct dl_app *a = pants_stream_data(s);
+    size_t n = a->nframes++;
+
+    if (n >= DL_FRAMES)
+        return;
+    memcpy(a->frames[n], data, len < 31 ? len : 31);
+    switch (n) {
+    case 0: /* "ABCD" */
+        dl_good(a, pants_stream_read_until(s, "\r\n\r\n", 4));
+        break;
+    case 1: /* "first\r\nline" */
+        dl_good(a, pants_stream_read_regex(s, "[0-9]+;"));
+        break;
+    case 2: /* "xyz" */
+        dl_good(a, pants_stream_read_framed(s, dl_netstring, a));
+        a->einval_in_read += pants_stream_read_exact(s, 0) == -EINVAL;
+        a->einval_in_read += pants_stream_read_regex(s, "[") == -EINVAL;
+        break;
+    case 5: /* "3:abc" */
+        dl_good(a, pants_stream_read_until(s, "\n", 1));
+        break;
+    case 7: /* "bye" */
+        dl_good(a, pants_stream_write(s, "ok", 2));
+        dl_good(a, pants_stream_end(s));
+        break;
+    default:
+        break;
+    }
+}
+
+static void dl_conn_close(pants_stream_t *s)
+{
+    struct dl_app *a = pants_stream_data(s);
+
+    a->conn_closes++;
+}
+
+static void dl_part(struct dl_app *a, int i, const char *bytes)
+{
+    a->parts[i] = NULL; /* finished once this returns */
+    dl_good(a, pants_stream_write(a->cli, bytes, strlen(bytes)));
+}
+
+static void dl_part_b(void *arg)
+{
+    dl_part(arg, 0, "\r\nxyz42;5:hel");
+}
+
+static void dl_part_c(void *arg)
+{
+    dl_part(arg, 1, "lo,0:,3:abc,tail\nbye\n");
+}
+
+static void dl_cli_connect(pants_stream_t *s)
+{
+    struct dl_app *a = pants_stream_data(s);
+
+    /* The rest comes later, so a delimiter and a frame span two reads. */
+    dl_good(a, pants_stream_write(s, "ABCDfirst\r\nline\r\n", 17));
+    a->parts[0] = pants_timer_defer(pants_loop_current(), 40, dl_part_b, a);
+    a->parts[1] = pants_timer_defer(pants_loop_current(), 80, dl_part_c, a);
+}
+
+static void dl_cli_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct dl_app *a = pants_stream_data(s);
+    size_t have = strlen(a->reply);
+
+    if (have + len < sizeof(a->reply))
+        memcpy(a->reply + have, data, len);
+}
+
+static void dl_cli_close(pants_stream_t *s)
+{
+    struct dl_app *a = pants_stream_data(s);
+
+    for (int i = 0; i < 2; i++)
+        pants_timer_cancel(a->parts[i]);
+    pants_engine_stop(a->wd.e);
+}
+
+START_TEST(delimiters_change_inside_on_read)
+{
+    static struct dl_app a;
+    static const char *want[] = {"ABCD", "first\r\nline", "xyz", "5:hello", "0:", "3:abc", "tail", "bye"};
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_accept = dl_accept};
+    pants_stream_callbacks_t conn = {.on_read = dl_read, .on_close = dl_conn_close};
+    pants_stream_callbacks_t ccb = {
+        .on_connect = dl_cli_connect, .on_read = dl_cli_read, .on_close = dl_cli_close};
+    pants_engine_t *e;
+    char path[200];
+
+    memset(&a, 0, sizeof(a));
+    a.magic = DL_APP_MAGIC;
+    pt_unix_addr(path, sizeof(path), "spec-dl.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    wd_start(&a.wd, e, pants_engine_loop(e, 0));
+    ck_assert_int_eq(pants_server_listen(pants_server_new(e, &scb, &conn, &a), path, 0), 0);
+    a.cli = pants_stream_new(pants_engine_loop(e, 1), &ccb, &a);
+    ck_assert_ptr_nonnull(a.cli);
+    ck_assert_int_eq(pants_stream_connect(a.cli, path), 0);
+    ck_assert_int_eq(pants_engine_run(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.wd.fired, 0);
+    ck_assert_int_eq(a.einval_at_accept, 4);
+    ck_assert_int_eq(a.einval_in_read, 2);
+    ck_assert_int_eq(a.good_calls_failed, 0);
+    ck_assert_int_eq(a.framer_bad, 0);
+    ck_assert_uint_eq(a.nframes, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < a.nframes; i++)
+        ck_assert_str_eq(a.frames[i], want[i]);
+    ck_assert_str_eq(a.reply, "ok");
+    ck_assert_int_eq(a.conn_closes, 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- end() sends what is queued, close() drops it ---------------------- */
+
+#define EC_BIG (4u << 20) /* far more than a Unix socket buffers */
+
+enum ec_mode { EC_NONE, EC_END, EC_CLOSE, EC_REC };
+
+struct ec_app;
+
+struct ec_side {
+    struct ec_app *app; /* back pointer */
+    enum ec_mode mode;  /* what this connection does */
+    size_t received;    /* bytes read (clients) */
+    int mismatches;     /* bytes not as written (clients) */
+    size_t pending;     /* pants_stream_pending right after the big write */
+    int reads_after;    /* on_read after close was called in on_read */
+    char frames[64];    /* frames recorded in EC_REC mode, '|'-terminated */
+    int closes;         /* on_close calls */
+    int after_close;    /* callbacks after on_close */
+    int errors;         /* calls that should have returned 0 and did not */
+};
+
+struct ec_app {
+    struct watchdog wd;      /* bounds the run; wd.e stops it */
+    int closes;              /* on_close calls of all six streams (atomic) */
+    int accepts;             /* (atomic) */
+    int extra;               /* unexpected accepts or commands (atomic) */
+    struct ec_side conns[3]; /* the server's side */
+    struct ec_side clis[3];  /* the clients: end, close, rec */
+};
+
+static unsigned char ec_big[EC_BIG];
+
+static void ec_closed(struct ec_side *d)
+{
+    if (++d->closes > 1)
+        d->after_close++;
+    if (__atomic_add_fetch(&d->app->closes, 1, __ATOMIC_SEQ_CST) == 6)
+        pants_engine_stop(d->app->wd.e);
+}
+
+static void ec_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct ec_app *a = pants_server_data(srv);
+    int slot = __atomic_fetch_add(&a->accepts, 1, __ATOMIC_SEQ_CST);
+
+    if (slot >= 3) {
+        bump(&a->extra);
+        pants_stream_close(conn);
+        return;
+    }
+    a->conns[slot].app = a;
+    pants_stream_set_data(conn, &a->conns[slot]);
+    if (pants_stream_read_until(conn, "\n", 1) != 0)
+        a->conns[slot].errors++;
+}
+
+static void ec_conn_command(struct ec_side *c, pants_stream_t *s, const void *data, size_t len)
+{
+    if (len == 3 && memcmp(data, "rec", 3) == 0) {
+        c->mode = EC_REC;
+        return;
+    }
+    if (len == 3 && memcmp(data, "end", 3) == 0)
+        c->mode = EC_END;
+    else if (len == 5 && memcmp(data, "close", 5) == 0)
+        c->mode = EC_CLOSE;
+    else {
+        bump(&c->app->extra);
+        pants_stream_close(s);
+        return;
+    }
+    if (pants_stream_write(s, ec_big, EC_BIG) != 0)
+        c->errors++;
+    c->pending = pants_stream_pending(s);
+    if (c->mode == EC_END && pants_stream_end(s) != 0)
+        c->errors++;
+    if (c->mode == EC_CLOSE)
+        pants_stream_close(s);
+}
+
+static void ec_conn_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct ec_side *c = pants_stream_data(s);
+    size_t have = strlen(c->frames);
+
+    if (c->closes)
+        c->after_close++;
+    if (c->mode == EC_NONE) {
+        ec_conn_command(c, s, data, len);
+    } else if (c->mode == EC_REC) {
+        if (have + len + 1 < sizeof(c->frames)) {
+            memcpy(c->frames + have, data, len);
+            c->frames[have + len] = '|';
+        }
+    } else {
+        c->reads_after++;
+    }
+}
+
+static void ec_conn_close(pants_stream_t *s)
+{
+    ec_closed(pants_stream_data(s));
+}
+
+static void ec_cli_connect(pants_stream_t *s)
+{
+    struct ec_side *c = pants_stream_data(s);
+    static const char *cmd[] = {"", "end\n", "close\nmore\nmore\n", "rec\na\nb\npart"};
+
+    if (pants_stream_write(s, cmd[c->mode], strlen(cmd[c->mode])) != 0)
+        c->errors++;
+    if (c->mode == EC_REC && pants_stream_end(s) != 0) /* "part" never completes */
+        c->errors++;
+}
+
+static void ec_cli_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct ec_side *c = pants_stream_data(s);
+    const unsigned char *p = data;
+
+    if (c->closes)
+        c->after_close++;
+    for (size_t i = 0; i < len; i++, c->received++)
+        if (c->received >= EC_BIG || p[i] != ec_big[c->received])
+            c->mismatches++;
+}
+
+static void ec_cli_close(pants_stream_t *s)
+{
+    ec_closed(pants_stream_data(s));
+}
+
+START_TEST(end_sends_queued_close_drops)
+{
+    static struct ec_app a;
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_accept = ec_accept};
+    pants_stream_callbacks_t conn = {.on_read = ec_conn_read, .on_close = ec_conn_close};
+    pants_stream_callbacks_t ccb = {
+        .on_connect = ec_cli_connect, .on_read = ec_cli_read, .on_close = ec_cli_close};
+    pants_engine_t *e;
+    char path[200];
+
+    memset(&a, 0, sizeof(a));
+    for (size_t i = 0; i < EC_BIG; i++)
+        ec_big[i] = (unsigned char)(i * 7 + i / 251);
+    pt_unix_addr(path, sizeof(path), "spec-ec.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    wd_start(&a.wd, e, pants_engine_loop(e, 0));
+    ck_assert_int_eq(pants_server_listen(pants_server_new(e, &scb, &conn, &a), path, 0), 0);
+    for (int i = 0; i < 3; i++) {
+        pants_stream_t *c;
+
+        a.clis[i].app = &a;
+        a.clis[i].mode = (enum ec_mode)(EC_END + i);
+        c = pants_stream_new(pants_engine_loop(e, (unsigned)i % 2), &ccb, &a.clis[i]);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(pants_stream_connect(c, path), 0);
+    }
+    ck_assert_int_eq(pants_engine_run(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.wd.fired, 0);
+    ck_assert_int_eq(a.extra, 0);
+    ck_assert_int_eq(a.accepts, 3);
+    for (int i = 0; i < 3; i++) {
+        const struct ec_side *c = &a.conns[i];
+
+        ck_assert_int_eq(c->closes, 1);
+        ck_assert_int_eq(c->after_close, 0);
+        ck_assert_int_eq(c->errors, 0);
+        if (c->mode == EC_REC)
+            ck_assert_str_eq(c->frames, "a|b|"); /* the partial "part" is dropped */
+        else
+            ck_assert_uint_gt(c->pending, 0);
+        if (c->mode == EC_CLOSE)
+            ck_assert_int_eq(c->reads_after, 0); /* closed inside on_read: no more */
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(a.clis[i].closes, 1);
+        ck_assert_int_eq(a.clis[i].after_close, 0);
+        ck_assert_int_eq(a.clis[i].errors, 0);
+        ck_assert_int_eq(a.clis[i].mismatches, 0);
+    }
+    ck_assert_uint_eq(a.clis[0].received, EC_BIG); /* end: all of it */
+    ck_assert_uint_lt(a.clis[1].received, EC_BIG); /* close: not all of it */
+    ck_assert_uint_eq(a.clis[2].received, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- write_file: ranges of a file, in order with write() --------------- */
+
+#define WF_SIZE 100000u
+
+struct wf_app {
+    struct watchdog wd;             /* bounds the run; wd.e stops it */
+    int fd;                         /* the file */
+    int rc[5];                      /* write_file results */
+    int write_errors;               /* write/end results other than 0 */
+    unsigned char got[3 * WF_SIZE]; /* what the client read */
+    size_t len;                     /* bytes in got */
+    int overflow;                   /* more than got holds */
+    int closes;                     /* client on_close calls */
+};
+
+static void wf_conn_connect(pants_stream_t *s)
+{
+    struct wf_app *a = pants_stream_data(s);
+
+    a->write_errors += pants_stream_write(s, "<", 1) != 0;
+    a->rc[0] = pants_stream_write_file(s, a->fd, 10, 100);
+    a->write_errors += pants_stream_write(s, "|", 1) != 0;
+    a->rc[1] = pants_stream_write_file(s, a->fd, WF_SIZE - 1000, 0); /* to EOF */
+    a->write_errors += pants_stream_write(s, "|", 1) != 0;
+    a->rc[2] = pants_stream_write_file(s, a->fd, 2 * WF_SIZE, 0); /* past EOF: nothing */
+    a->write_errors += pants_stream_write(s, "|", 1) != 0;
+    a->rc[3] = pants_stream_write_file(s, a->fd, 0, 0);           /* all of it */
+    a->rc[4] = pants_stream_write_file(s, a->fd, WF_SIZE - 5, 5); /* the last bytes */
+    a->write_errors += pants_stream_write(s, ">", 1) != 0;
+    a->write_errors += pants_stream_end(s) != 0;
+}
+
+static void wf_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    pants_stream_set_data(conn, pants_server_data(srv));
+}
+
+static void wf_cli_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct wf_app *a = pants_stream_data(s);
+
+    if (a->len + len > sizeof(a->got)) {
+        a->overflow = 1;
+        return;
+    }
+    memcpy(a->got + a->len, data, len);
+    a->len += len;
+}
+
+static void wf_cli_close(pants_stream_t *s)
+{
+    struct wf_app *a = pants_stream_data(s);
+
+    a->closes++;
+    pants_engine_stop(a->wd.e);
+}
+
+START_TEST(write_file_ranges_in_order)
+{
+    static struct wf_app a;
+    static unsigned char file[WF_SIZE], want[3 * WF_SIZE];
+    char tmpl[] = "/tmp/pants-spec-wf-XXXXXX";
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_accept = wf_accept};
+    pants_stream_callbacks_t conn = {.on_connect = wf_conn_connect};
+    pants_stream_callbacks_t ccb = {.on_read = wf_cli_read, .on_close = wf_cli_close};
+    pants_engine_t *e;
+    size_t n = 0;
+    char path[200];
+
+    memset(&a, 0, sizeof(a));
+    for (size_t i = 0; i < WF_SIZE; i++)
+        file[i] = (unsigned char)(i * 13 + i / 256);
+    a.fd = mkstemp(tmpl);
+    ck_assert_int_ge(a.fd, 0);
+    unlink(tmpl);
+    ck_assert_int_eq(write(a.fd, file, WF_SIZE), (ssize_t)WF_SIZE);
+
+#define WF_PUT(p, k) (memcpy(want + n, (p), (k)), n += (k))
+    WF_PUT("<", 1);
+    WF_PUT(file + 10, 100);
+    WF_PUT("|", 1);
+    WF_PUT(file + WF_SIZE - 1000, 1000);
+    WF_PUT("||", 2);
+    WF_PUT(file, WF_SIZE);
+    WF_PUT(file + WF_SIZE - 5, 5);
+    WF_PUT(">", 1);
+#undef WF_PUT
+
+    pt_unix_addr(path, sizeof(path), "spec-wf.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    wd_start(&a.wd, e, pants_engine_loop(e, 0));
+    ck_assert_int_eq(pants_server_listen(pants_server_new(e, &scb, &conn, &a), path, 0), 0);
+    ck_assert_int_eq(pants_stream_connect(pants_stream_new(pants_engine_loop(e, 1), &ccb, &a), path), 0);
+    ck_assert_int_eq(pants_engine_run(e), 0);
+    pants_engine_free(e);
+    close(a.fd);
+
+    ck_assert_int_eq(a.wd.fired, 0);
+    ck_assert_int_eq(a.rc[0], 0);
+    ck_assert_int_eq(a.rc[1], 0);
+    ck_assert_int_eq(a.rc[3], 0);
+    ck_assert_int_eq(a.rc[4], 0);
+    ck_assert_int_eq(a.write_errors, 0);
+    ck_assert_int_eq(a.overflow, 0);
+    ck_assert_int_eq(a.closes, 1);
+    ck_assert_uint_eq(a.len, n);
+    ck_assert(memcmp(a.got, want, n) == 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- broadcast and connections from a thread outside the engine -------- */
+
+#define BC_CLIENTS 6
+
+struct bc_cli {
+    pants_stream_t *s; /* the stream */
+    int news;          /* "news" frames (its loop's thread) */
+    int more;          /* "more" frames */
+    int other;         /* anything else */
+};
+
+struct bc_app {
+    int accepts;   /* (atomic) */
+    int connected; /* client on_connect calls (atomic) */
+    int frames;    /* frames the clients read (atomic) */
+    int closes;    /* client on_close calls (atomic) */
+    struct bc_cli clis[BC_CLIENTS];
+};
+
+static struct bc_app bc_app; /* the one instance (the clients' data is their slot) */
+
+static void bc_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct bc_app *a = pants_server_data(srv);
+
+    (void)conn;
+    bump(&a->accepts);
+}
+
+static void bc_cli_connect(pants_stream_t *s)
+{
+    pants_stream_read_until(s, "\n", 1);
+    bump(&bc_app.connected);
+}
+
+static void bc_cli_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct bc_cli *c = pants_stream_data(s);
+
+    if (len == 4 && memcmp(data, "news", 4) == 0)
+        c->news++;
+    else if (len == 4 && memcmp(data, "more", 4) == 0)
+        c->more++;
+    else
+        c->other++;
+    bump(&bc_app.frames);
+}
+
+static void bc_cli_close(pants_stream_t *s)
+{
+    bump(&bc_app.closes);
+}
+
+static void bc_close(pants_stream_t *s, void *arg)
+{
+    (void)arg;
+    pants_stream_close(s);
+}
+
+/* Wait (bounded) until the server counts n connections. */
+static bool bc_wait_connections(pants_server_t *srv, size_t n)
+{
+    for (int i = 0; i < 5000; i++) {
+        if (pants_server_connections(srv) == n)
+            return true;
+        pt_sleep_ms(1);
+    }
+    return false;
+}
+
+START_TEST(broadcast_and_connections_from_outside)
+{
+    struct bc_app *a = &bc_app;
+    pants_engine_options_t o = {.threads = 3};
+    pants_server_callbacks_t scb = {.on_accept = bc_accept};
+    pants_stream_callbacks_t conn = {0};
+    pants_stream_callbacks_t ccb = {
+        .on_connect = bc_cli_connect, .on_read = bc_cli_read, .on_close = bc_cli_close};
+    pants_engine_t *e;
+    pants_server_t *srv;
+    char path[200];
+
+    memset(a, 0, sizeof(*a));
+    pt_unix_addr(path, sizeof(path), "spec-bc.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    srv = pants_server_new(e, &scb, &conn, a);
+    ck_assert_ptr_nonnull(srv);
+    ck_assert_int_eq(pants_server_listen(srv, path, 0), 0);
+    for (int i = 0; i < BC_CLIENTS; i++) {
+        a->clis[i].s = pants_stream_new(pants_engine_next_loop(e), &ccb, &a->clis[i]);
+        ck_assert_ptr_nonnull(a->clis[i].s);
+        ck_assert_int_eq(pants_stream_connect(a->clis[i].s, path), 0);
+    }
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    ck_assert(pt_wait_count(&a->accepts, BC_CLIENTS, 5000));
+    ck_assert(pt_wait_count(&a->connected, BC_CLIENTS, 5000));
+    ck_assert(bc_wait_connections(srv, BC_CLIENTS));
+
+    ck_assert_int_eq(pants_server_broadcast(srv, "news\n", 5), 0);
+    ck_assert(pt_wait_count(&a->frames, BC_CLIENTS, 5000));
+
+    /* One client leaves; the server stops counting it. */
+    ck_assert_int_eq(pants_stream_post(a->clis[0].s, bc_close, NULL), 0);
+    ck_assert(pt_wait(&a->closes, 5000));
+    ck_assert(bc_wait_connections(srv, BC_CLIENTS - 1));
+    ck_assert_int_eq(pants_server_broadcast(srv, "more\n", 5), 0);
+    ck_assert(pt_wait_count(&a->frames, 2 * BC_CLIENTS - 1, 5000));
+    pt_sleep_ms(50); /* a stray extra frame would show now */
+
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a->accepts, BC_CLIENTS);
+    ck_assert_int_eq(a->closes, BC_CLIENTS);
+    ck_assert_int_eq(a->frames, 2 * BC_CLIENTS - 1);
+    for (int i = 0; i < BC_CLIENTS; i++) {
+        ck_assert_int_eq(a->clis[i].news, 1);
+        ck_assert_int_eq(a->clis[i].more, i == 0 ? 0 : 1);
+        ck_assert_int_eq(a->clis[i].other, 0);
+    }
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- Addresses and error names ----------------------------------------- */
+
+static void addr_round_trip(const char *text, int family)
+{
+    pants_addr_t a;
+    char back[128];
+
+    memset(&a, 0xa5, sizeof(a));
+    ck_assert_msg(pants_addr_parse(&a, text) == 0, "parse \"%s\"", text);
+    ck_assert_int_eq(a.ss.ss_family, family);
+    ck_assert_int_eq(pants_addr_format(&a, back, sizeof(back)), 0);
+    ck_assert_str_eq(back, text);
+}
+
+struct mf_app {
+    int connect_cbs; /* on_connect / on_connect_error calls: must stay 0 */
+    int closes;      /* on_close calls */
+    int listens;     /* server on_listen calls: must stay 0 */
+    pants_engine_t *e;
+    pants_stream_t *s;
+    pants_server_t *srv;
+};
+
+static void mf_connect(pants_stream_t *s)
+{
+    struct mf_app *m = pants_stream_data(s);
+
+    m->connect_cbs++;
+}
+
+static void mf_connect_error(pants_stream_t *s, int err)
+{
+    struct mf_app *m = pants_stream_data(s);
+
+    (void)err;
+    m->connect_cbs++;
+}
+
+static void mf_close(pants_stream_t *s)
+{
+    struct mf_app *m = pants_stream_data(s);
+
+    m->closes++;
+}
+
+static void mf_listen(pants_server_t *srv)
+{
+    struct mf_app *m = pants_server_data(srv);
+
+    m->listens++;
+}
+
+/* On the stream's loop, after a few iterations: close up and stop. */
+static void mf_finish(void *arg)
+{
+    struct mf_app *m = arg;
+
+    pants_stream_close(m->s);
+    pants_server_close(m->srv);
+    pants_engine_stop(m->e);
+}
+
+static void mf_later(void *arg)
+{
+    pants_timer_defer(pants_loop_current(), 50, mf_finish, arg);
+}
+
+START_TEST(addresses_errors_and_malformed)
+{
+    static const char *malformed[] = {
+        "", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "[::1:80", "[::1]", "::1:80x", "[::1]:-1", "unix",
+    };
+    static const int eai[] = {
+        PANTS_EAI_ADDRFAMILY, PANTS_EAI_AGAIN,    PANTS_EAI_BADFLAGS, PANTS_EAI_FAIL,
+        PANTS_EAI_FAMILY,     PANTS_EAI_MEMORY,   PANTS_EAI_NODATA,   PANTS_EAI_NONAME,
+        PANTS_EAI_SERVICE,    PANTS_EAI_SOCKTYPE, PANTS_EAI_CANCELED, PANTS_EAI_TIMEOUT,
+    };
+    static const int errs[] = {-EINVAL, -EADDRINUSE, -ECONNREFUSED, -EPIPE, -ETIMEDOUT, -ENOMEM};
+    const size_t n_eai = sizeof(eai) / sizeof(eai[0]), n_errs = sizeof(errs) / sizeof(errs[0]);
+    const char *names[sizeof(eai) / sizeof(eai[0]) + sizeof(errs) / sizeof(errs[0])];
+    pants_engine_options_t o = {.threads = 1};
+    pants_stream_callbacks_t cb = {
+        .on_connect = mf_connect, .on_connect_error = mf_connect_error, .on_close = mf_close};
+    pants_server_callbacks_t scb = {.on_listen = mf_listen};
+    struct mf_app m = {0};
+    pants_addr_t a;
+
+    addr_round_trip("127.0.0.1:80", AF_INET);
+    addr_round_trip("[::1]:80", AF_INET6);
+    addr_round_trip("unix:/tmp/x", AF_UNIX);
+    addr_round_trip("unix:@name", AF_UNIX);
+    ck_assert_int_eq(pants_addr_parse(&a, "unix:@name"), 0);
+    ck_assert_uint_eq(a.len, offsetof(struct sockaddr_un, sun_path) + 1 + strlen("name"));
+    ck_assert_int_eq(((const struct sockaddr_un *)&a.ss)->sun_path[0], '\0');
+    ck_assert_mem_eq(((const struct sockaddr_un *)&a.ss)->sun_path + 1, "name", 4);
+    ck_assert_int_eq(pants_addr_parse(&a, "127.0.0.1:8080"), 0);
+    ck_assert_uint_eq(a.len, sizeof(struct sockaddr_in));
+    ck_assert_uint_eq(ntohs(((const struct sockaddr_in *)&a.ss)->sin_port), 8080);
+    ck_assert_uint_eq(ntohl(((const struct sockaddr_in *)&a.ss)->sin_addr.s_addr), INADDR_LOOPBACK);
+    ck_assert_int_eq(pants_addr_parse(&a, "[::1]:8080"), 0);
+    ck_assert_uint_eq(a.len, sizeof(struct sockaddr_in6));
+    ck_assert_uint_eq(ntohs(((const struct sockaddr_in6 *)&a.ss)->sin6_port), 8080);
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++)
+        ck_assert_msg(pants_addr_parse(&a, malformed[i]) == -EINVAL, "parse \"%s\" gave %d", malformed[i],
+                      pants_addr_parse(&a, malformed[i]));
+    /* numeric only: a name is not looked up here */
+    ck_assert_int_lt(pants_addr_parse(&a, "name.invalid:80"), 0);
+
+    /* Every code has a name of its own. */
+    for (size_t i = 0; i < n_eai; i++) {
+        ck_assert_int_lt(eai[i], -EHWPOISON); /* below every errno value */
+        names[i] = pants_strerror(eai[i]);
+    }
+    for (size_t i = 0; i < n_errs; i++)
+        names[n_eai + i] = pants_strerror(errs[i]);
+    for (size_t i = 0; i < n_eai + n_errs; i++) {
+        ck_assert_ptr_nonnull(names[i]);
+        ck_assert_uint_gt(strlen(names[i]), 0);
+        for (size_t j = 0; j < i; j++)
+            ck_assert_msg(strcmp(names[i], names[j]) != 0, "two codes are both \"%s\"", names[i]);
+    }
+
+    /* Malformed addresses are refused by the call; no callback follows. */
+    m.e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(m.e);
+    m.s = pants_stream_new(pants_engine_loop(m.e, 0), &cb, &m);
+    ck_assert_ptr_nonnull(m.s);
+    m.srv = pants_server_new(m.e, &scb, NULL, &m);
+    ck_assert_ptr_nonnull(m.srv);
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+        ck_assert_msg(pants_stream_connect(m.s, malformed[i]) == -EINVAL, "connect \"%s\"", malformed[i]);
+        ck_assert_msg(pants_server_listen(m.srv, malformed[i], 0) == -EINVAL, "listen \"%s\"", malformed[i]);
+    }
+    ck_assert_int_eq(pants_loop_post(pants_engine_loop(m.e, 0), mf_later, &m), 0);
+    ck_assert_int_eq(pants_engine_run(m.e), 0);
+    pants_engine_free(m.e);
+
+    ck_assert_int_eq(m.connect_cbs, 0);
+    ck_assert_int_eq(m.listens, 0);
+    ck_assert_int_eq(m.closes, 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
 Suite *spec_suite(void)
 {
     Suite *s = suite_create("spec");
@@ -346,6 +1715,20 @@ Suite *spec_suite(void)
     tcase_add_test(tc, header_then_body);
     tcase_add_test(tc, refused_then_timer_stops);
     tcase_add_test(tc, datagram_reply_to_sender);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("contract");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, round_robin_accept_and_pinning);
+    tcase_add_test(tc, timers_callback_loop_defer_cycle);
+    tcase_add_test(tc, loops_round_robin_and_foreign_posts);
+    tcase_add_test(tc, threads_zero_is_online_cpus);
+    tcase_add_test(tc, delimiters_change_inside_on_read);
+    tcase_add_test(tc, end_sends_queued_close_drops);
+    tcase_add_test(tc, write_file_ranges_in_order);
+    tcase_add_test(tc, broadcast_and_connections_from_outside);
+    tcase_add_test(tc, addresses_errors_and_malformed);
+    tcase_add_test(tc, cycle_never_runs_early);
     suite_add_tcase(s, tc);
     return s;
 }
