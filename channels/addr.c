@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,6 +248,32 @@ void pants__addr_to_inet_any(pants_addr_t *a)
     set_inet(a, &any, ntohs(((struct sockaddr_in6 *)&a->ss)->sin6_port));
 }
 
+#define UNIX_ACCEPTCON 0x10000 /* /proc/net/unix flag of a listening socket */
+
+/* Does /proc/net/unix list a listening stream socket bound to path?  Asked
+ * before probing with a connect, which a live server would accept: its
+ * application would see a client that sends nothing and leaves.  (A socket
+ * of another network namespace is not listed: the probe still decides.) */
+static bool unix_path_listed_listening(const char *path)
+{
+    FILE *f = fopen("/proc/net/unix", "re");
+    char line[PATH_MAX + 128];
+    bool found = false;
+
+    if (f == NULL)
+        return false;
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        unsigned long flags, type;
+        int at = 0;
+        if (sscanf(line, "%*s %*s %*s %lx %lx %*s %*s %n", &flags, &type, &at) < 2 || at == 0)
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        found = (flags & UNIX_ACCEPTCON) && type == SOCK_STREAM && strcmp(line + at, path) == 0;
+    }
+    fclose(f);
+    return found;
+}
+
 /* A socket file nobody serves any more (a connect is refused); a path that
  * is not a socket is never stale: it is not ours to remove. */
 static bool unix_path_is_stale(const pants_addr_t *a, int socktype)
@@ -257,6 +284,8 @@ static bool unix_path_is_stale(const pants_addr_t *a, int socktype)
     int probe;
 
     if (lstat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return false;
+    if (socktype == SOCK_STREAM && unix_path_listed_listening(sun->sun_path))
         return false;
     probe = socket(AF_UNIX, socktype | SOCK_CLOEXEC, 0);
     if (probe < 0)

@@ -328,11 +328,14 @@ START_TEST(unix_path_in_use)
     pants_server_close(b.srv); /* must not remove a's socket file */
     ck_assert(pt_wait(&b.closed, WAIT_MS));
     ck_assert_int_eq(stat(where + 5, &st), 0);
+    pt_sleep_ms(50);
+    ck_assert_int_eq(GET(a.accepted), 0); /* finding it busy was no connection to a */
     fd = plain_connect(where);
     ck_assert_int_ge(fd, 0);
     plain_send(fd, "ping");
     plain_expect(fd, "ping");
     close(fd);
+    ck_assert_int_eq(GET(a.accepted), 1);
     engine_down(e);
 }
 END_TEST
