@@ -22,15 +22,38 @@
  * writes; broadcast and connection counts from outside the engine;
  * address parsing, formatting, error names and malformed addresses; and
  * cycles that never run before their time.
+ *
+ * The "contract2" case, under the same rules (ports found with plain
+ * sockets, misbehaving peers played by plain sockets), covers the rest:
+ * pants_engine_stop from a signal handler while megabytes are queued to a
+ * slow reader (all of it still arrives, then on_close, and run returns 0),
+ * with the stream connected and written to before the engine ran; the NULL
+ * defaults of on_connect_error, on_error (a framer's rejection) and
+ * on_overflow, and a connect again from inside on_connect_error; a peer's
+ * half-close (complete frames, then the replies queued for them, then
+ * on_close, the partial frame dropped); pants_stream_post and ref/unref
+ * from foreign threads, and a post to a closed stream dropped;
+ * pants_server_close from a foreign thread (no more connects, its
+ * connections closed, then on_close, its Unix file gone); -EADDRINUSE for a
+ * port or a live Unix path, a stale Unix file replaced, on_listen only after
+ * a listen that worked; datagrams, one on_read per packet with its sender,
+ * write_to replies over UDP and Unix sockets, end() sending what is queued,
+ * malformed addresses refused without callbacks; and an echo over [::1].
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -1705,6 +1728,1641 @@ START_TEST(addresses_errors_and_malformed)
 }
 END_TEST
 
+/* ==== contract2: more of API.md, again from its names alone ==============
+ *
+ * The same rules as "contract": only API.md's names (plus pants_live_objects
+ * at the end and the testutil helpers); ports are found with plain sockets
+ * (bind port 0, read it, close), never with pants extras.  The peers that
+ * must misbehave (half-close, read slowly, send raw packets) are plain
+ * sockets on the test's own threads.
+ */
+
+/* 127.0.0.1 or ::1, port port, in ss. */
+static void c2_loopback(struct sockaddr_storage *ss, socklen_t *len, int family, int port)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+        a6->sin6_family = AF_INET6;
+        a6->sin6_addr = in6addr_loopback;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*a6);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof(*a4);
+    }
+}
+
+static int c2_port_of(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+/* A port of 127.0.0.1 (or ::1) that was free a moment ago: a plain socket
+ * of type binds port 0, reads the port back and closes.  0 if the family
+ * cannot be bound there. */
+static int c2_free_port(int family, int type)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd = socket(family, type | SOCK_CLOEXEC, 0), port = 0;
+
+    if (fd < 0)
+        return 0;
+    c2_loopback(&ss, &len, family, 0);
+    if (bind(fd, (struct sockaddr *)&ss, len) == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        port = c2_port_of(&ss);
+    close(fd);
+    return port;
+}
+
+/* A blocking TCP connect to 127.0.0.1:port: the fd, or -errno. */
+static int c2_tcp_connect(int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+
+    if (fd < 0)
+        return -errno;
+    c2_loopback(&ss, &len, AF_INET, port);
+    if (connect(fd, (struct sockaddr *)&ss, len) == 0)
+        return fd;
+    err = errno;
+    close(fd);
+    return -err;
+}
+
+/* A plain Unix socket of type at address ("unix:/path"), bound and (for
+ * streams) listening, or only connected: the fd, or -errno. */
+static int c2_unix(const char *address, int type, bool bind_it)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0), err, rc;
+
+    if (fd < 0)
+        return -errno;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", address + strlen("unix:"));
+    if (bind_it)
+        rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    else
+        rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    if (rc == 0 && bind_it && type == SOCK_STREAM)
+        rc = listen(fd, 8);
+    if (rc == 0)
+        return fd;
+    err = errno;
+    close(fd);
+    return -err;
+}
+
+/* Does the file of a "unix:/path" address exist? */
+static bool c2_file_exists(const char *address)
+{
+    struct stat st;
+
+    return stat(address + strlen("unix:"), &st) == 0;
+}
+
+/* Wait at most ms for fd to be readable, then read: bytes, 0 at EOF,
+ * -ETIMEDOUT, or -errno. */
+static ssize_t c2_recv(int fd, void *buf, size_t len, int ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    ssize_t n;
+
+    if (poll(&p, 1, ms) != 1)
+        return -ETIMEDOUT;
+    n = recv(fd, buf, len, 0);
+    return n < 0 ? -errno : n;
+}
+
+static int c2_load(const int *v)
+{
+    return __atomic_load_n(v, __ATOMIC_SEQ_CST);
+}
+
+/* ---- pants_engine_stop from a signal handler flushes what is queued ---- */
+
+#define SG_BIG  (4u << 20)   /* queued before the run: far more than a socket buffers */
+#define SG_KICK (256u << 10) /* the peer raises SIGUSR1 once it has read this much */
+
+struct sg_app {
+    struct watchdog wd; /* bounds the run; wd.e is what the handler stops */
+    pthread_t runner;   /* the thread inside pants_engine_run */
+    int lfd;            /* the peer's plain listening socket */
+    size_t received;    /* bytes the peer read (peer thread) */
+    size_t mismatches;  /* bytes not as written (peer thread) */
+    int eof;            /* the peer read EOF (peer thread) */
+    int peer_failed;    /* the peer timed out or got an error (peer thread) */
+    int signalled;      /* SIGUSR1 was sent (atomic) */
+    int handled;        /* the handler ran (atomic) */
+    int connects;       /* the stream's on_connect calls */
+    int closes;         /* its on_close calls */
+    int after_close;    /* its callbacks after on_close */
+};
+
+static struct sg_app sg_app;
+static unsigned char sg_big[SG_BIG];
+
+static void sg_on_signal(int sig)
+{
+    (void)sig;
+    __atomic_store_n(&sg_app.handled, 1, __ATOMIC_SEQ_CST);
+    pants_engine_stop(sg_app.wd.e);
+}
+
+/* The peer: accept, then read slowly (but steadily) until EOF. */
+static void *sg_peer(void *arg)
+{
+    struct sg_app *a = arg;
+    static unsigned char buf[32768];
+    struct pollfd p = {a->lfd, POLLIN, 0};
+    int fd;
+
+    if (poll(&p, 1, 10000) != 1 || (fd = accept(a->lfd, NULL, NULL)) < 0) {
+        a->peer_failed = 1;
+        return NULL;
+    }
+    for (int idle_ms = 0;;) {
+        ssize_t n = c2_recv(fd, buf, sizeof(buf), 200);
+
+        if (n == -ETIMEDOUT) {
+            /* ThreadSanitizer may hold a signal back until the runner
+             * leaves epoll_wait, which an idle loop never does: send it
+             * again until the handler ran. */
+            if (c2_load(&a->signalled) && !c2_load(&a->handled))
+                pthread_kill(a->runner, SIGUSR1);
+            if ((idle_ms += 200) < 10000)
+                continue;
+        }
+        idle_ms = 0;
+        if (n <= 0) {
+            a->eof = n == 0;
+            a->peer_failed = n < 0;
+            break;
+        }
+        for (size_t i = 0; i < (size_t)n; i++)
+            if (a->received + i >= SG_BIG || buf[i] != sg_big[a->received + i])
+                a->mismatches++;
+        a->received += (size_t)n;
+        if (a->received >= SG_KICK && !c2_load(&a->signalled)) {
+            __atomic_store_n(&a->signalled, 1, __ATOMIC_SEQ_CST);
+            pthread_kill(a->runner, SIGUSR1);
+        }
+        if (a->received / 65536 != (a->received - (size_t)n) / 65536)
+            pt_sleep_ms(2); /* slow, but reading: 2 ms a 64 KiB */
+    }
+    close(fd);
+    return NULL;
+}
+
+static void sg_connect(pants_stream_t *s)
+{
+    struct sg_app *a = pants_stream_data(s);
+
+    a->after_close += a->closes;
+    a->connects++;
+}
+
+static void sg_close(pants_stream_t *s)
+{
+    struct sg_app *a = pants_stream_data(s);
+
+    a->after_close += a->closes;
+    a->closes++;
+}
+
+/* "any thread, also a signal handler: stop accepting, end() every stream
+ * (queued data is still sent), then close"; run "returns 0 once stopped
+ * and every channel closed".  The stream is set up (connect, then a write
+ * that waits for the connection) on this thread before the engine runs. */
+START_TEST(stop_from_signal_handler_flushes_queued)
+{
+    struct sg_app *a = &sg_app;
+    pants_engine_options_t o = {.threads = 2};
+    pants_stream_callbacks_t cb = {.on_connect = sg_connect, .on_close = sg_close};
+    struct sigaction sa = {.sa_handler = sg_on_signal, .sa_flags = SA_RESTART}, old;
+    pants_engine_t *e;
+    pants_stream_t *s;
+    pthread_t peer;
+    char path[200];
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    for (size_t i = 0; i < SG_BIG; i++)
+        sg_big[i] = (unsigned char)(i * 11 + i / 509);
+    pt_unix_addr(path, sizeof(path), "spec-sg.sock");
+    a->lfd = c2_unix(path, SOCK_STREAM, true);
+    ck_assert_int_ge(a->lfd, 0);
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    wd_start(&a->wd, e, pants_engine_loop(e, 0));
+    s = pants_stream_new(pants_engine_loop(e, 1), &cb, a);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(pants_stream_connect(s, path), 0);
+    ck_assert_int_eq(pants_stream_write(s, sg_big, SG_BIG), 0);
+
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+    a->runner = pthread_self();
+    ck_assert_int_eq(pthread_create(&peer, NULL, sg_peer, a), 0);
+    rc = pants_engine_run(e);
+    pthread_join(peer, NULL);
+    sigaction(SIGUSR1, &old, NULL);
+    pants_engine_free(e);
+    close(a->lfd);
+
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(a->wd.fired, 0);
+    ck_assert_int_eq(a->signalled, 1);
+    ck_assert_int_eq(a->handled, 1);
+    ck_assert_int_eq(a->peer_failed, 0);
+    ck_assert_int_eq(a->eof, 1);
+    ck_assert_uint_eq(a->received, SG_BIG); /* all of it, though stopped early */
+    ck_assert_uint_eq(a->mismatches, 0);
+    ck_assert_int_eq(a->connects, 1);
+    ck_assert_int_eq(a->closes, 1);
+    ck_assert_int_eq(a->after_close, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- on_connect_error: NULL closes; set, the stream stays usable ------- */
+
+struct ce_app {
+    struct watchdog wd; /* bounds the run; wd.e stops it */
+    char live[200];     /* the server's address */
+    char refused[64];   /* a port no one listens on */
+    int closes;         /* both streams' on_close calls (atomic) */
+    int d_connects;     /* default stream: on_connect calls */
+    int d_closes;       /* default stream: on_close calls */
+    int r_errors;       /* retrying stream: on_connect_error calls */
+    int r_err;          /* its err */
+    int r_retry_rc;     /* pants_stream_connect inside on_connect_error */
+    int r_connects;     /* on_connect calls */
+    char r_line[32];    /* the line it read back */
+    int r_closes;       /* on_close calls */
+    int r_after_close;  /* callbacks after on_close */
+};
+
+static void ce_closed(struct ce_app *a)
+{
+    if (__atomic_add_fetch(&a->closes, 1, __ATOMIC_SEQ_CST) == 2)
+        pants_engine_stop(a->wd.e);
+}
+
+static void ce_d_connect(pants_stream_t *s)
+{
+    struct ce_app *a = pants_stream_data(s);
+
+    a->d_connects++;
+}
+
+static void ce_d_close(pants_stream_t *s)
+{
+    struct ce_app *a = pants_stream_data(s);
+
+    a->d_closes++;
+    ce_closed(a);
+}
+
+static void ce_r_error(pants_stream_t *s, int err)
+{
+    struct ce_app *a = pants_stream_data(s);
+
+    a->r_after_close += a->r_closes;
+    a->r_errors++;
+    a->r_err = err;
+    a->r_retry_rc = pants_stream_connect(s, a->live);
+}
+
+static void ce_r_connect(pants_stream_t *s)
+{
+    struct ce_app *a = pants_stream_data(s);
+
+    a->r_after_close += a->r_closes;
+    a->r_connects++;
+    pants_stream_read_until(s, "\n", 1);
+    pants_stream_write(s, "hello\n", 6);
+}
+
+static void ce_r_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct ce_app *a = pants_stream_data(s);
+
+    a->r_after_close += a->r_closes;
+    memcpy(a->r_line, data, len < sizeof(a->r_line) - 1 ? len : sizeof(a->r_line) - 1);
+    pants_stream_close(s);
+}
+
+static void ce_r_close(pants_stream_t *s)
+{
+    struct ce_app *a = pants_stream_data(s);
+
+    a->r_closes++;
+    ce_closed(a);
+}
+
+/* The server: a line in, the same line out. */
+static void ce_echo_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    (void)srv;
+    pants_stream_read_until(conn, "\n", 1);
+}
+
+static void ce_echo_read(pants_stream_t *s, const void *data, size_t len)
+{
+    pants_stream_write(s, data, len);
+    pants_stream_write(s, "\n", 1);
+}
+
+/* on_connect_error: "stays usable: connect again or close; NULL = close". */
+START_TEST(connect_error_default_closes_or_retries)
+{
+    static struct ce_app a;
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_accept = ce_echo_accept};
+    pants_stream_callbacks_t conn = {.on_read = ce_echo_read};
+    pants_stream_callbacks_t dcb = {.on_connect = ce_d_connect, .on_close = ce_d_close};
+    pants_stream_callbacks_t rcb = {.on_connect = ce_r_connect,
+                                    .on_connect_error = ce_r_error,
+                                    .on_read = ce_r_read,
+                                    .on_close = ce_r_close};
+    pants_engine_t *e;
+    int port = c2_free_port(AF_INET, SOCK_STREAM);
+
+    memset(&a, 0, sizeof(a));
+    ck_assert_int_gt(port, 0);
+    snprintf(a.refused, sizeof(a.refused), "127.0.0.1:%d", port);
+    pt_unix_addr(a.live, sizeof(a.live), "spec-ce.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    wd_start(&a.wd, e, pants_engine_loop(e, 0));
+    ck_assert_int_eq(pants_server_listen(pants_server_new(e, &scb, &conn, NULL), a.live, 0), 0);
+    ck_assert_int_eq(pants_stream_connect(pants_stream_new(pants_engine_loop(e, 0), &dcb, &a), a.refused), 0);
+    ck_assert_int_eq(pants_stream_connect(pants_stream_new(pants_engine_loop(e, 1), &rcb, &a), a.refused), 0);
+    ck_assert_int_eq(pants_engine_run(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.wd.fired, 0);
+    /* NULL on_connect_error: closed, on_close once */
+    ck_assert_int_eq(a.d_connects, 0);
+    ck_assert_int_eq(a.d_closes, 1);
+    /* set: it ran once, and a connect from inside it worked */
+    ck_assert_int_eq(a.r_errors, 1);
+    ck_assert_int_eq(a.r_err, -ECONNREFUSED);
+    ck_assert_int_eq(a.r_retry_rc, 0);
+    ck_assert_int_eq(a.r_connects, 1);
+    ck_assert_str_eq(a.r_line, "hello");
+    ck_assert_int_eq(a.r_closes, 1);
+    ck_assert_int_eq(a.r_after_close, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- on_error and on_overflow: NULL closes, set they are called -------- */
+
+enum df_mode { DF_ERROR, DF_ERROR_NULL, DF_OVERFLOW, DF_OVERFLOW_NULL, DF_MODES };
+
+struct df_app;
+
+struct df_side {
+    struct df_app *app; /* back pointer */
+    int setup_errors;   /* delimiter/limit/write calls that did not return 0 */
+    int reads;          /* on_read calls after the set-up frame */
+    int errors;         /* on_error calls */
+    int err;            /* its err */
+    int overflows;      /* on_overflow calls */
+    int closes;         /* on_close calls */
+    int after_close;    /* callbacks after on_close */
+};
+
+struct df_app {
+    struct watchdog wd;             /* bounds the run; wd.e stops it */
+    int closes;                     /* on_close calls of all eight streams (atomic) */
+    int unknown;                    /* a mode line no client sends (atomic) */
+    struct df_side conns[DF_MODES]; /* the server's side, by mode */
+    struct df_cli {
+        struct df_app *app; /* back pointer */
+        int mode;           /* which enum df_mode it asks for */
+        int go;             /* "go" lines read */
+        int closes;         /* on_close calls */
+    } clis[DF_MODES];       /* the clients, by mode */
+};
+
+static const char df_names[DF_MODES] = {'E', 'e', 'O', 'o'};
+
+static void df_closed(struct df_app *a)
+{
+    if (__atomic_add_fetch(&a->closes, 1, __ATOMIC_SEQ_CST) == 2 * DF_MODES)
+        pants_engine_stop(a->wd.e);
+}
+
+/* Rejects the stream at the first 'X'. */
+static ssize_t df_framer(const void *buf, size_t len, size_t *skip, void *arg)
+{
+    (void)skip;
+    (void)arg;
+    return memchr(buf, 'X', len) != NULL ? -EPROTO : 0;
+}
+
+static void df_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct df_side *c = pants_stream_data(s);
+
+    (void)data;
+    (void)len;
+    c->after_close += c->closes;
+    c->reads++;
+}
+
+static void df_error(pants_stream_t *s, int err)
+{
+    struct df_side *c = pants_stream_data(s);
+
+    c->after_close += c->closes;
+    c->errors++;
+    c->err = err; /* and no close: the library closes it */
+}
+
+static void df_overflow(pants_stream_t *s)
+{
+    struct df_side *c = pants_stream_data(s);
+
+    c->after_close += c->closes;
+    c->overflows++;
+    pants_stream_close(s);
+}
+
+static void df_close(pants_stream_t *s)
+{
+    struct df_side *c = pants_stream_data(s);
+
+    c->after_close += c->closes;
+    c->closes++;
+    df_closed(c->app);
+}
+
+/* The first line names the mode; set the stream up for it, say "go". */
+static void df_mode_read(pants_stream_t *s, const void *data, size_t len)
+{
+    static const pants_stream_callbacks_t cbs[DF_MODES] = {
+        {.on_read = df_read, .on_error = df_error, .on_close = df_close},
+        {.on_read = df_read, .on_close = df_close},
+        {.on_read = df_read, .on_overflow = df_overflow, .on_close = df_close},
+        {.on_read = df_read, .on_close = df_close},
+    };
+    struct df_app *a = pants_stream_data(s);
+    const char *hit = len == 1 ? memchr(df_names, *(const char *)data, DF_MODES) : NULL;
+    struct df_side *c;
+    int m;
+
+    if (hit == NULL) {
+        bump(&a->unknown);
+        pants_stream_close(s);
+        return;
+    }
+    m = (int)(hit - df_names);
+    c = &a->conns[m];
+    c->app = a;
+    pants_stream_set_data(s, c);
+    pants_stream_set_callbacks(s, &cbs[m]);
+    if (m == DF_ERROR || m == DF_ERROR_NULL) {
+        c->setup_errors += pants_stream_read_framed(s, df_framer, NULL) != 0;
+    } else {
+        c->setup_errors += pants_stream_set_read_limit(s, 1024) != 0;
+        c->setup_errors += pants_stream_read_until(s, "\n", 1) != 0;
+    }
+    c->setup_errors += pants_stream_write(s, "go\n", 3) != 0;
+}
+
+static void df_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    pants_stream_set_data(conn, pants_server_data(srv));
+    pants_stream_read_until(conn, "\n", 1);
+}
+
+static void df_cli_connect(pants_stream_t *s)
+{
+    struct df_cli *c = pants_stream_data(s);
+    char line[2] = {df_names[c->mode], '\n'};
+
+    pants_stream_read_until(s, "\n", 1);
+    pants_stream_write(s, line, 2);
+}
+
+static void df_cli_read(pants_stream_t *s, const void *data, size_t len)
+{
+    static char flood[8192];
+    struct df_cli *c = pants_stream_data(s);
+
+    if (len != 2 || memcmp(data, "go", 2) != 0)
+        return;
+    c->go++;
+    if (c->mode == DF_ERROR || c->mode == DF_ERROR_NULL) {
+        pants_stream_write(s, "12345X", 6);
+    } else {
+        memset(flood, 'a', sizeof(flood)); /* no "\n": never a frame */
+        pants_stream_write(s, flood, sizeof(flood));
+    }
+}
+
+static void df_cli_close(pants_stream_t *s)
+{
+    struct df_cli *c = pants_stream_data(s);
+
+    c->closes++;
+    df_closed(c->app);
+}
+
+/* on_error "NULL = close" (a framer's negative errno: "closed with
+ * on_error"); on_overflow "read buffer passed its limit; NULL = close". */
+START_TEST(error_and_overflow_defaults_close)
+{
+    static struct df_app a;
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_accept = df_accept};
+    pants_stream_callbacks_t conn = {.on_read = df_mode_read};
+    pants_stream_callbacks_t ccb = {
+        .on_connect = df_cli_connect, .on_read = df_cli_read, .on_close = df_cli_close};
+    pants_engine_t *e;
+    char path[200];
+
+    memset(&a, 0, sizeof(a));
+    pt_unix_addr(path, sizeof(path), "spec-df.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    wd_start(&a.wd, e, pants_engine_loop(e, 0));
+    ck_assert_int_eq(pants_server_listen(pants_server_new(e, &scb, &conn, &a), path, 0), 0);
+    for (int m = 0; m < DF_MODES; m++) {
+        pants_stream_t *c;
+
+        a.clis[m] = (struct df_cli){.app = &a, .mode = m};
+        c = pants_stream_new(pants_engine_next_loop(e), &ccb, &a.clis[m]);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(pants_stream_connect(c, path), 0);
+    }
+    ck_assert_int_eq(pants_engine_run(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.wd.fired, 0);
+    ck_assert_int_eq(a.unknown, 0);
+    for (int m = 0; m < DF_MODES; m++) {
+        const struct df_side *c = &a.conns[m];
+
+        ck_assert_int_eq(a.clis[m].go, 1);
+        ck_assert_int_eq(a.clis[m].closes, 1);
+        ck_assert_msg(c->setup_errors == 0, "mode %c: set-up calls failed", df_names[m]);
+        ck_assert_msg(c->reads == 0, "mode %c: %d on_read calls without a frame", df_names[m], c->reads);
+        ck_assert_msg(c->closes == 1, "mode %c: %d on_close calls", df_names[m], c->closes);
+        ck_assert_int_eq(c->after_close, 0);
+    }
+    ck_assert_int_eq(a.conns[DF_ERROR].errors, 1);
+    ck_assert_int_eq(a.conns[DF_ERROR].err, -EPROTO);
+    ck_assert_int_eq(a.conns[DF_OVERFLOW].overflows, 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- The peer half-closes: complete frames, then replies, then close --- */
+
+#define HC_REPLY (1u << 20) /* each reply: far more than a socket buffers */
+
+struct hc_app {
+    char frames[64];     /* frames read, '|'-terminated (the conn's loop) */
+    int accepts;         /* on_accept calls */
+    int write_errors;    /* writes that did not return 0 */
+    int closes;          /* the conn's on_close calls */
+    int frames_at_close; /* frames read when on_close ran */
+    int after_close;     /* callbacks after on_close */
+};
+
+static unsigned char hc_big[HC_REPLY];
+
+static void hc_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct hc_app *a = pants_server_data(srv);
+
+    a->accepts++;
+    pants_stream_set_data(conn, a);
+    pants_stream_read_until(conn, "\n", 1);
+}
+
+/* Each line: its first byte, then a megabyte, queued in on_read. */
+static void hc_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct hc_app *a = pants_stream_data(s);
+    size_t have = strlen(a->frames);
+
+    a->after_close += a->closes;
+    if (have + len + 1 < sizeof(a->frames)) {
+        memcpy(a->frames + have, data, len);
+        a->frames[have + len] = '|';
+    }
+    a->write_errors += pants_stream_write(s, data, 1) != 0;
+    a->write_errors += pants_stream_write(s, hc_big, HC_REPLY) != 0;
+}
+
+static void hc_close(pants_stream_t *s)
+{
+    struct hc_app *a = pants_stream_data(s);
+
+    a->after_close += a->closes;
+    a->closes++;
+    a->frames_at_close = (int)strlen(a->frames);
+}
+
+/* "When the peer closes its side, the frames already complete are delivered
+ * first; what the application queued (in those on_read calls too) is still
+ * sent, as with pants_stream_end; then on_close.  A partial frame left at
+ * that point is dropped."  The peer is a plain TCP socket that sends three
+ * lines and a partial one, shuts down its writing side, and only then
+ * reads. */
+START_TEST(peer_half_close_flushes_replies)
+{
+    static struct hc_app a;
+    static unsigned char got[3 * (HC_REPLY + 1) + 16];
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_accept = hc_accept};
+    pants_stream_callbacks_t conn = {.on_read = hc_read, .on_close = hc_close};
+    pants_engine_t *e;
+    size_t len = 0, bad = 0;
+    int port = c2_free_port(AF_INET, SOCK_STREAM), fd, eof = 0;
+    char addr[64];
+
+    memset(&a, 0, sizeof(a));
+    for (size_t i = 0; i < HC_REPLY; i++)
+        hc_big[i] = (unsigned char)(i * 5 + i / 1021);
+    ck_assert_int_gt(port, 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(pants_server_listen(pants_server_new(e, &scb, &conn, &a), addr, 0), 0);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+
+    fd = c2_tcp_connect(port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(send(fd, "a\nb\nc\npart", 10, MSG_NOSIGNAL), 10);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    for (;;) {
+        ssize_t n = c2_recv(fd, got + len, sizeof(got) - len, 10000);
+
+        ck_assert_msg(n >= 0, "the peer's read failed: %s", strerror((int)-n));
+        if (n == 0) {
+            eof = 1;
+            break;
+        }
+        len += (size_t)n;
+        if (len == sizeof(got))
+            break;
+    }
+    close(fd);
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(eof, 1);
+    ck_assert_uint_eq(len, 3 * (HC_REPLY + 1));
+    for (int k = 0; k < 3; k++) {
+        const unsigned char *r = got + (size_t)k * (HC_REPLY + 1);
+
+        ck_assert_int_eq(r[0], "abc"[k]);
+        for (size_t i = 0; i < HC_REPLY; i++)
+            bad += r[1 + i] != hc_big[i];
+    }
+    ck_assert_uint_eq(bad, 0);
+    ck_assert_int_eq(a.accepts, 1);
+    ck_assert_int_eq(a.write_errors, 0);
+    ck_assert_str_eq(a.frames, "a|b|c|"); /* no "part" */
+    ck_assert_int_eq(a.closes, 1);
+    ck_assert_int_eq(a.frames_at_close, 6);
+    ck_assert_int_eq(a.after_close, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- pants_stream_post and ref/unref from foreign threads --------------- */
+
+#define SP_POSTERS 2
+#define SP_POSTS   300
+#define SP_REFS    2000
+
+struct sp_app {
+    pants_stream_t *cli; /* referenced by the test thread */
+    pants_loop_t *loop;  /* the client's loop */
+    int connected;       /* the client's on_connect ran (atomic) */
+    int runs;            /* counting posts that ran (atomic) */
+    int wrong_loop;      /* posts run off the client's loop (atomic) */
+    int wrong_stream;    /* posts run with another stream (atomic) */
+    int post_errors;     /* posts made while open that did not return 0 (atomic) */
+    int pong;            /* the client read "pong" (atomic) */
+    int closed;          /* the client's on_close calls (atomic) */
+    int late_runs;       /* posts run after on_close (atomic) */
+    int after_close;     /* client callbacks after on_close (atomic) */
+};
+
+static void sp_count(pants_stream_t *s, void *arg)
+{
+    struct sp_app *a = arg;
+
+    if (pants_loop_current() != a->loop)
+        bump(&a->wrong_loop);
+    if (s != a->cli)
+        bump(&a->wrong_stream);
+    bump(&a->runs);
+}
+
+static void sp_ping(pants_stream_t *s, void *arg)
+{
+    (void)arg;
+    pants_stream_write(s, "ping\n", 5);
+}
+
+static void sp_close_it(pants_stream_t *s, void *arg)
+{
+    (void)arg;
+    pants_stream_close(s);
+}
+
+static void sp_late(pants_stream_t *s, void *arg)
+{
+    struct sp_app *a = arg;
+
+    (void)s;
+    bump(&a->late_runs);
+}
+
+static void *sp_poster(void *arg)
+{
+    struct sp_app *a = arg;
+
+    for (int i = 0; i < SP_REFS; i++) {
+        pants_stream_ref(a->cli);
+        if (i < SP_POSTS && pants_stream_post(a->cli, sp_count, a) != 0)
+            bump(&a->post_errors);
+        pants_stream_unref(a->cli);
+    }
+    return NULL;
+}
+
+static void sp_connect(pants_stream_t *s)
+{
+    struct sp_app *a = pants_stream_data(s);
+
+    if (c2_load(&a->closed))
+        bump(&a->after_close);
+    pants_stream_read_until(s, "\n", 1);
+    bump(&a->connected);
+}
+
+static void sp_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct sp_app *a = pants_stream_data(s);
+
+    if (c2_load(&a->closed))
+        bump(&a->after_close);
+    if (len == 4 && memcmp(data, "pong", 4) == 0)
+        bump(&a->pong);
+}
+
+static void sp_closed(pants_stream_t *s)
+{
+    struct sp_app *a = pants_stream_data(s);
+
+    if (c2_load(&a->closed))
+        bump(&a->after_close);
+    bump(&a->closed);
+}
+
+static void sp_srv_read(pants_stream_t *s, const void *data, size_t len)
+{
+    if (len == 4 && memcmp(data, "ping", 4) == 0)
+        pants_stream_write(s, "pong\n", 5);
+}
+
+/* "pants_stream_post: any thread: fn runs on s's loop if s is still open";
+ * ref/unref "keeps the memory (not the connection) alive", from any
+ * thread. */
+START_TEST(stream_post_and_ref_from_foreign_threads)
+{
+    static struct sp_app a;
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_accept = ce_echo_accept};
+    pants_stream_callbacks_t conn = {.on_read = sp_srv_read};
+    pants_stream_callbacks_t ccb = {.on_connect = sp_connect, .on_read = sp_read, .on_close = sp_closed};
+    pants_engine_t *e;
+    pthread_t th[SP_POSTERS];
+    char path[200];
+
+    memset(&a, 0, sizeof(a));
+    pt_unix_addr(path, sizeof(path), "spec-sp.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(pants_server_listen(pants_server_new(e, &scb, &conn, NULL), path, 0), 0);
+    a.loop = pants_engine_loop(e, 1);
+    a.cli = pants_stream_new(a.loop, &ccb, &a);
+    ck_assert_ptr_nonnull(a.cli);
+    pants_stream_ref(a.cli); /* the test thread holds it past on_close */
+    ck_assert_int_eq(pants_stream_connect(a.cli, path), 0);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    ck_assert(pt_wait(&a.connected, 5000));
+
+    for (int i = 0; i < SP_POSTERS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, sp_poster, &a), 0);
+    for (int i = 0; i < SP_POSTERS; i++)
+        pthread_join(th[i], NULL);
+    ck_assert(pt_wait_count(&a.runs, SP_POSTERS * SP_POSTS, 5000));
+    ck_assert_int_eq(pants_stream_post(a.cli, sp_ping, NULL), 0);
+    ck_assert(pt_wait(&a.pong, 5000));
+    ck_assert_int_eq(pants_stream_post(a.cli, sp_close_it, NULL), 0);
+    ck_assert(pt_wait(&a.closed, 5000));
+
+    /* Closed now: a post is dropped (whatever it returns), and the
+     * reference keeps the pointer valid for it. */
+    (void)pants_stream_post(a.cli, sp_late, &a);
+    pt_sleep_ms(200);
+    pants_stream_unref(a.cli);
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.post_errors, 0);
+    ck_assert_int_eq(a.runs, SP_POSTERS * SP_POSTS);
+    ck_assert_int_eq(a.wrong_loop, 0);
+    ck_assert_int_eq(a.wrong_stream, 0);
+    ck_assert_int_eq(a.pong, 1);
+    ck_assert_int_eq(a.closed, 1);
+    ck_assert_int_eq(a.late_runs, 0);
+    ck_assert_int_eq(a.after_close, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- pants_server_close from a foreign thread --------------------------- */
+
+#define SC_CLIENTS 3
+
+struct sc_srv {
+    int listens;          /* on_listen calls (atomic) */
+    int accepts;          /* on_accept calls (atomic) */
+    int accepts_early;    /* on_accept before on_listen (atomic) */
+    int conn_closes;      /* its connections' on_close calls (atomic) */
+    int closes;           /* its on_close calls (atomic) */
+    int conn_closes_seen; /* conn_closes when on_close ran (atomic) */
+};
+
+struct sc_app {
+    struct sc_srv tcp; /* the TCP server, SC_CLIENTS clients */
+    struct sc_srv unx; /* the Unix server, one client */
+    int connected;     /* client on_connect calls (atomic) */
+    int cli_closes;    /* client on_close calls (atomic) */
+};
+
+static void sc_listen(pants_server_t *srv)
+{
+    struct sc_srv *v = pants_server_data(srv);
+
+    bump(&v->listens);
+}
+
+static void sc_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct sc_srv *v = pants_server_data(srv);
+
+    if (c2_load(&v->listens) == 0)
+        bump(&v->accepts_early);
+    pants_stream_set_data(conn, v);
+    bump(&v->accepts);
+}
+
+static void sc_conn_close(pants_stream_t *s)
+{
+    struct sc_srv *v = pants_stream_data(s);
+
+    bump(&v->conn_closes);
+}
+
+static void sc_close(pants_server_t *srv)
+{
+    struct sc_srv *v = pants_server_data(srv);
+
+    __atomic_store_n(&v->conn_closes_seen, c2_load(&v->conn_closes), __ATOMIC_SEQ_CST);
+    bump(&v->closes);
+}
+
+static void sc_cli_connect(pants_stream_t *s)
+{
+    struct sc_app *a = pants_stream_data(s);
+
+    bump(&a->connected);
+}
+
+static void sc_cli_close(pants_stream_t *s)
+{
+    struct sc_app *a = pants_stream_data(s);
+
+    bump(&a->cli_closes);
+}
+
+/* pants_server_close (any thread): "stop listening and close its
+ * connections"; its on_close then runs once (pants.h: after they closed),
+ * and a Unix server's file is removed (pants.h). */
+START_TEST(server_close_from_foreign_thread)
+{
+    static struct sc_app a;
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_listen = sc_listen, .on_accept = sc_accept, .on_close = sc_close};
+    pants_stream_callbacks_t conn = {.on_close = sc_conn_close};
+    pants_stream_callbacks_t ccb = {.on_connect = sc_cli_connect, .on_close = sc_cli_close};
+    pants_server_t *tcp, *unx;
+    pants_engine_t *e;
+    int port = c2_free_port(AF_INET, SOCK_STREAM), fd;
+    char addr[64], path[200];
+
+    memset(&a, 0, sizeof(a));
+    ck_assert_int_gt(port, 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    pt_unix_addr(path, sizeof(path), "spec-sc.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    tcp = pants_server_new(e, &scb, &conn, &a.tcp);
+    unx = pants_server_new(e, &scb, &conn, &a.unx);
+    ck_assert_ptr_nonnull(tcp);
+    ck_assert_ptr_nonnull(unx);
+    ck_assert_int_eq(pants_server_listen(tcp, addr, 0), 0);
+    ck_assert_int_eq(pants_server_listen(unx, path, 5), 0);
+    for (int i = 0; i <= SC_CLIENTS; i++)
+        ck_assert_int_eq(pants_stream_connect(pants_stream_new(pants_engine_next_loop(e), &ccb, &a),
+                                              i < SC_CLIENTS ? addr : path),
+                         0);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    ck_assert(pt_wait_count(&a.connected, SC_CLIENTS + 1, 5000));
+    ck_assert(pt_wait_count(&a.tcp.accepts, SC_CLIENTS, 5000));
+    ck_assert(pt_wait(&a.unx.accepts, 5000));
+
+    pants_server_close(tcp);
+    ck_assert(pt_wait(&a.tcp.closes, 5000));
+    fd = c2_tcp_connect(port);
+    ck_assert_msg(fd == -ECONNREFUSED, "connect after close gave %d", fd);
+    ck_assert(pt_wait_count(&a.cli_closes, SC_CLIENTS, 5000));
+    ck_assert_uint_eq(pants_server_connections(tcp), 0);
+    ck_assert_int_eq(c2_load(&a.unx.conn_closes), 0); /* the other server is untouched */
+
+    pants_server_close(unx);
+    ck_assert(pt_wait(&a.unx.closes, 5000));
+    ck_assert(pt_wait_count(&a.cli_closes, SC_CLIENTS + 1, 5000));
+    ck_assert(!c2_file_exists(path));
+    fd = c2_unix(path, SOCK_STREAM, false);
+    ck_assert_msg(fd < 0, "a Unix connect after close worked");
+
+    pt_sleep_ms(50); /* a second on_close would show now */
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.tcp.listens, 1);
+    ck_assert_int_eq(a.unx.listens, 1);
+    ck_assert_int_eq(a.tcp.accepts_early + a.unx.accepts_early, 0);
+    ck_assert_int_eq(a.tcp.accepts, SC_CLIENTS);
+    ck_assert_int_eq(a.unx.accepts, 1);
+    ck_assert_int_eq(a.tcp.conn_closes, SC_CLIENTS);
+    ck_assert_int_eq(a.unx.conn_closes, 1);
+    ck_assert_int_eq(a.tcp.closes, 1);
+    ck_assert_int_eq(a.unx.closes, 1);
+    ck_assert_int_eq(a.tcp.conn_closes_seen, SC_CLIENTS);
+    ck_assert_int_eq(a.unx.conn_closes_seen, 1);
+    ck_assert_int_eq(a.cli_closes, SC_CLIENTS + 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- Listening: address in use, a stale Unix file, on_listen ------------ */
+
+enum { LC_TCP, LC_TCP2, LC_UNIX, LC_UNIX2, LC_STALE, LC_SERVERS };
+
+struct lc_srv {
+    int listens; /* on_listen calls (atomic) */
+    int accepts; /* on_accept calls (atomic) */
+    int clients; /* bit i: client i's byte arrived here (atomic) */
+};
+
+struct lc_app {
+    struct watchdog wd;              /* bounds the run; wd.e stops it */
+    pants_server_t *srv[LC_SERVERS]; /* the servers */
+    struct lc_srv v[LC_SERVERS];     /* what each saw */
+    int rc[LC_SERVERS];              /* their listen results */
+    int done;                        /* client bytes arrived + clients refused (atomic) */
+    int cli_errors;                  /* client on_connect_error calls (atomic) */
+};
+
+static struct lc_app lc_app;
+static char lc_ids[3] = {'0', '1', '2'}; /* the clients' data: the byte they send */
+
+static void lc_listen(pants_server_t *srv)
+{
+    struct lc_srv *v = pants_server_data(srv);
+
+    bump(&v->listens);
+}
+
+static void lc_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct lc_srv *v = pants_server_data(srv);
+
+    bump(&v->accepts);
+    pants_stream_set_data(conn, v);
+}
+
+static void lc_done(void)
+{
+    struct lc_app *a = &lc_app;
+
+    if (__atomic_add_fetch(&a->done, 1, __ATOMIC_SEQ_CST) != 3)
+        return;
+    pants_server_close(a->srv[LC_TCP]);
+    pants_server_close(a->srv[LC_UNIX]);
+    pants_server_close(a->srv[LC_STALE]);
+    pants_engine_stop(a->wd.e);
+}
+
+static void lc_conn_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct lc_srv *v = pants_stream_data(s);
+
+    for (size_t i = 0; i < len; i++) {
+        int id = ((const char *)data)[i] - '0';
+
+        if (id >= 0 && id < 3) {
+            __atomic_or_fetch(&v->clients, 1 << id, __ATOMIC_SEQ_CST);
+            lc_done();
+        }
+    }
+}
+
+static void lc_cli_connect(pants_stream_t *s)
+{
+    pants_stream_write(s, pants_stream_data(s), 1);
+}
+
+static void lc_cli_error(pants_stream_t *s, int err)
+{
+    (void)err;
+    bump(&lc_app.cli_errors);
+    pants_stream_close(s);
+    lc_done();
+}
+
+/* pants_server_listen: -EADDRINUSE for a port or a live Unix socket in use
+ * (pants.h: "a stale one is replaced"); on_listen runs after a successful
+ * listen only.  A server whose listen failed is closed before the run: that
+ * must not take the live server's Unix file with it.  Each client sends its
+ * number, so each server's share is known. */
+START_TEST(listen_in_use_and_stale_unix_file)
+{
+    struct lc_app *a = &lc_app;
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_listen = lc_listen, .on_accept = lc_accept};
+    pants_stream_callbacks_t conn = {.on_read = lc_conn_read};
+    pants_stream_callbacks_t ccb = {.on_connect = lc_cli_connect, .on_connect_error = lc_cli_error};
+    pants_engine_t *e;
+    int port = c2_free_port(AF_INET, SOCK_STREAM), fd;
+    char addr[64], live[200], stale[200];
+    const char *where[LC_SERVERS] = {addr, addr, live, live, stale};
+
+    memset(a, 0, sizeof(*a));
+    ck_assert_int_gt(port, 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    pt_unix_addr(live, sizeof(live), "spec-lc-live.sock");
+    pt_unix_addr(stale, sizeof(stale), "spec-lc-stale.sock");
+    fd = c2_unix(stale, SOCK_STREAM, true); /* bound, then closed without unlink */
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert(c2_file_exists(stale));
+
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    wd_start(&a->wd, e, pants_engine_loop(e, 0));
+    for (int i = 0; i < LC_SERVERS; i++) {
+        a->srv[i] = pants_server_new(e, &scb, &conn, &a->v[i]);
+        ck_assert_ptr_nonnull(a->srv[i]);
+        a->rc[i] = pants_server_listen(a->srv[i], where[i], i == LC_STALE ? 3 : 0);
+    }
+    pants_server_close(a->srv[LC_TCP2]);
+    pants_server_close(a->srv[LC_UNIX2]);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pants_stream_connect(pants_stream_new(pants_engine_next_loop(e), &ccb, &lc_ids[i]),
+                                              i == 0   ? addr
+                                              : i == 1 ? live
+                                                       : stale),
+                         0);
+    ck_assert_int_eq(pants_engine_run(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a->wd.fired, 0);
+    ck_assert_int_eq(a->rc[LC_TCP], 0);
+    ck_assert_int_eq(a->rc[LC_TCP2], -EADDRINUSE);
+    ck_assert_int_eq(a->rc[LC_UNIX], 0);
+    ck_assert_int_eq(a->rc[LC_UNIX2], -EADDRINUSE);
+    ck_assert_int_eq(a->rc[LC_STALE], 0);
+    ck_assert_int_eq(a->cli_errors, 0);
+    ck_assert_int_eq(a->v[LC_TCP].clients, 1 << 0);
+    ck_assert_int_eq(a->v[LC_UNIX].clients, 1 << 1);
+    ck_assert_int_eq(a->v[LC_STALE].clients, 1 << 2);
+    for (int i = 0; i < LC_SERVERS; i++) {
+        bool ok = i == LC_TCP || i == LC_UNIX || i == LC_STALE;
+
+        ck_assert_msg(a->v[i].listens == (ok ? 1 : 0), "server %d: %d on_listen calls", i, a->v[i].listens);
+        /* The live Unix server may also see the connection with which the
+         * failed listen found the path in use: >= 1 there. */
+        ck_assert_msg(ok ? a->v[i].accepts >= 1 && (i == LC_UNIX || a->v[i].accepts == 1)
+                         : a->v[i].accepts == 0,
+                      "server %d: %d on_accept calls", i, a->v[i].accepts);
+    }
+    ck_assert(!c2_file_exists(live)); /* removed when the servers closed (pants.h) */
+    ck_assert(!c2_file_exists(stale));
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- UDP: one on_read per packet, with the sender; replies reach it ----- */
+
+#define DU_PACKETS 3
+
+struct du_app {
+    pants_loop_t *loop;         /* the datagram's loop */
+    pants_datagram_t *d;        /* the listening one */
+    pants_datagram_t *bad;      /* only given malformed addresses */
+    int listens;                /* d's on_listen calls (atomic) */
+    int reads;                  /* d's on_read calls (atomic) */
+    char got[DU_PACKETS][1100]; /* what they carried (d's loop) */
+    size_t got_len[DU_PACKETS]; /* their lengths */
+    char from[DU_PACKETS][64];  /* their senders, formatted */
+    int reply_errors;           /* write_to results other than 0 */
+    int errors;                 /* d's on_error calls (atomic) */
+    int closes;                 /* d's on_close calls (atomic) */
+    int after_close;            /* d's callbacks after on_close (atomic) */
+    int bad_cbs;                /* bad's on_listen/on_read/on_write/on_error calls (atomic) */
+    int bad_closes;             /* bad's on_close calls (atomic) */
+};
+
+static void du_read(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *from)
+{
+    struct du_app *a = pants_datagram_data(d);
+    int n = c2_load(&a->reads);
+    char out[1200];
+
+    if (c2_load(&a->closes))
+        bump(&a->after_close);
+    if (n < DU_PACKETS && len <= sizeof(a->got[n])) {
+        memcpy(a->got[n], data, len);
+        a->got_len[n] = len;
+        pants_addr_format(from, a->from[n], sizeof(a->from[n]));
+    }
+    memcpy(out, "re:", 3);
+    memcpy(out + 3, data, len < sizeof(out) - 3 ? len : sizeof(out) - 3);
+    a->reply_errors += pants_datagram_write_to(d, out, len + 3, from) != 0;
+    bump(&a->reads);
+}
+
+static void du_listen(pants_datagram_t *d)
+{
+    struct du_app *a = pants_datagram_data(d);
+
+    bump(&a->listens);
+}
+
+static void du_error(pants_datagram_t *d, int err)
+{
+    struct du_app *a = pants_datagram_data(d);
+
+    (void)err;
+    bump(&a->errors);
+}
+
+static void du_close(pants_datagram_t *d)
+{
+    struct du_app *a = pants_datagram_data(d);
+
+    if (c2_load(&a->closes))
+        bump(&a->after_close);
+    bump(&a->closes);
+}
+
+static void du_bad_listen(pants_datagram_t *d)
+{
+    bump(&((struct du_app *)pants_datagram_data(d))->bad_cbs);
+}
+
+static void du_bad_read(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *from)
+{
+    (void)data;
+    (void)len;
+    (void)from;
+    du_bad_listen(d);
+}
+
+static void du_bad_error(pants_datagram_t *d, int err)
+{
+    (void)err;
+    du_bad_listen(d);
+}
+
+static void du_bad_close(pants_datagram_t *d)
+{
+    bump(&((struct du_app *)pants_datagram_data(d))->bad_closes);
+}
+
+/* On the loops: close them (the loop thread's call). */
+static void du_close_d(void *arg)
+{
+    struct du_app *a = arg;
+
+    pants_datagram_close(a->d);
+}
+
+static void du_close_bad(void *arg)
+{
+    struct du_app *a = arg;
+
+    pants_datagram_close(a->bad);
+}
+
+/* "One on_read per packet: packet boundaries are kept"; from goes to
+ * pants_datagram_write_to to reply.  The sender is a plain UDP socket that
+ * sends its packets back to back. */
+START_TEST(datagram_udp_packets_and_replies)
+{
+    static struct du_app a;
+    static char big[1000];
+    pants_engine_options_t o = {.threads = 2};
+    pants_datagram_callbacks_t cb = {
+        .on_listen = du_listen, .on_read = du_read, .on_error = du_error, .on_close = du_close};
+    pants_datagram_callbacks_t bcb = {.on_listen = du_bad_listen,
+                                      .on_read = du_bad_read,
+                                      .on_write = du_bad_listen,
+                                      .on_error = du_bad_error,
+                                      .on_close = du_bad_close};
+    const char *pkt[DU_PACKETS] = {"first", "the second packet", big};
+    size_t pkt_len[DU_PACKETS] = {5, 17, sizeof(big)};
+    int seen[DU_PACKETS] = {0};
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    pants_engine_t *e;
+    int port = c2_free_port(AF_INET, SOCK_DGRAM), u;
+    char addr[64], me[64];
+
+    memset(&a, 0, sizeof(a));
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)('A' + i % 26);
+    ck_assert_int_gt(port, 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    a.loop = pants_engine_loop(e, 0);
+    a.d = pants_datagram_new(a.loop, &cb, &a);
+    ck_assert_ptr_nonnull(a.d);
+    ck_assert_int_eq(pants_datagram_listen(a.d, addr), 0);
+    /* Malformed addresses: -EINVAL from the call, no callback after. */
+    a.bad = pants_datagram_new(pants_engine_loop(e, 1), &bcb, &a);
+    ck_assert_ptr_nonnull(a.bad);
+    ck_assert_int_eq(pants_datagram_listen(a.bad, "127.0.0.1"), -EINVAL);
+    ck_assert_int_eq(pants_datagram_listen(a.bad, "[::1:80"), -EINVAL);
+    ck_assert_int_eq(pants_datagram_write(a.bad, "x", 1, "127.0.0.1:"), -EINVAL);
+    ck_assert_int_eq(pants_datagram_write(a.bad, "x", 1, "127.0.0.1:99999"), -EINVAL);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    ck_assert(pt_wait(&a.listens, 5000));
+
+    u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(u, 0);
+    c2_loopback(&ss, &sl, AF_INET, 0);
+    ck_assert_int_eq(bind(u, (struct sockaddr *)&ss, sl), 0);
+    ck_assert_int_eq(getsockname(u, (struct sockaddr *)&ss, &sl), 0);
+    snprintf(me, sizeof(me), "127.0.0.1:%d", c2_port_of(&ss));
+    c2_loopback(&ss, &sl, AF_INET, port);
+    for (int i = 0; i < DU_PACKETS; i++)
+        ck_assert_int_eq(sendto(u, pkt[i], pkt_len[i], 0, (struct sockaddr *)&ss, sl), (ssize_t)pkt_len[i]);
+    /* The replies, one packet each, in any order. */
+    for (int i = 0; i < DU_PACKETS; i++) {
+        char r[1200];
+        ssize_t n = c2_recv(u, r, sizeof(r), 5000);
+        int k;
+
+        ck_assert_msg(n > 3, "reply %d: %d", i, (int)n);
+        for (k = 0; k < DU_PACKETS; k++)
+            if ((size_t)n == pkt_len[k] + 3 && memcmp(r, "re:", 3) == 0 &&
+                memcmp(r + 3, pkt[k], pkt_len[k]) == 0)
+                break;
+        ck_assert_msg(k < DU_PACKETS, "reply %d (%d bytes) is none of the packets", i, (int)n);
+        seen[k]++;
+    }
+    close(u);
+    ck_assert_int_eq(pants_loop_post(a.loop, du_close_d, &a), 0);
+    ck_assert_int_eq(pants_loop_post(pants_engine_loop(e, 1), du_close_bad, &a), 0);
+    ck_assert(pt_wait(&a.closes, 5000));
+    ck_assert(pt_wait(&a.bad_closes, 5000));
+    pt_sleep_ms(50);
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.listens, 1);
+    ck_assert_int_eq(a.reads, DU_PACKETS);
+    for (int k = 0; k < DU_PACKETS; k++) {
+        int found = 0;
+
+        ck_assert_int_eq(seen[k], 1);
+        for (int i = 0; i < DU_PACKETS; i++)
+            found += a.got_len[i] == pkt_len[k] && memcmp(a.got[i], pkt[k], pkt_len[k]) == 0;
+        ck_assert_msg(found == 1, "packet %d arrived %d times as sent", k, found);
+        ck_assert_str_eq(a.from[k], me);
+    }
+    ck_assert_int_eq(a.reply_errors, 0);
+    ck_assert_int_eq(a.errors, 0);
+    ck_assert_int_eq(a.closes, 1);
+    ck_assert_int_eq(a.after_close, 0);
+    ck_assert_int_eq(a.bad_cbs, 0);
+    ck_assert_int_eq(a.bad_closes, 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- Unix datagrams: replies to a bound client; end() sends the queue --- */
+
+#define DX_FIRST 3 /* packets answered */
+#define DX_ALL   5 /* with the two sent right before end() */
+
+struct dx_app;
+
+struct dx_side {
+    struct dx_app *app; /* back pointer */
+    int who;            /* 0 the server, 1 the client */
+};
+
+struct dx_app {
+    struct watchdog wd;         /* bounds the run; wd.e stops it */
+    struct dx_side sides[2];    /* the datagrams' data */
+    char cli_addr[200];         /* the client's own path */
+    char srv_addr[200];         /* the server's */
+    char got[DX_ALL + 1][16];   /* packets the server read (its loop) */
+    int ngot;                   /* their count */
+    int wrong_from;             /* packets not from cli_addr */
+    char replies[DX_FIRST][16]; /* what the client read (its loop) */
+    int nreplies;               /* their count */
+    int rc_errors;              /* calls that should have returned 0 and did not (atomic) */
+    int listens[2];             /* on_listen calls: server, client */
+    int closes[2];              /* on_close calls: server, client */
+    int after_close[2];         /* callbacks after on_close */
+    int errors[2];              /* on_error calls */
+    int closed;                 /* both (atomic) */
+};
+
+static struct dx_app *dx_of(pants_datagram_t *d, int *who)
+{
+    struct dx_side *side = pants_datagram_data(d);
+
+    *who = side->who;
+    return side->app;
+}
+
+static void dx_rc(struct dx_app *a, int rc)
+{
+    if (rc != 0)
+        bump(&a->rc_errors);
+}
+
+static void dx_listen(pants_datagram_t *d)
+{
+    int w;
+    struct dx_app *a = dx_of(d, &w);
+
+    a->after_close[w] += a->closes[w];
+    a->listens[w]++;
+}
+
+static void dx_error(pants_datagram_t *d, int err)
+{
+    int w;
+    struct dx_app *a = dx_of(d, &w);
+
+    (void)err;
+    a->errors[w]++;
+}
+
+static void dx_close(pants_datagram_t *d)
+{
+    int w;
+    struct dx_app *a = dx_of(d, &w);
+
+    a->after_close[w] += a->closes[w];
+    a->closes[w]++;
+    if (__atomic_add_fetch(&a->closed, 1, __ATOMIC_SEQ_CST) == 2)
+        pants_engine_stop(a->wd.e);
+}
+
+static void dx_srv_read(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *from)
+{
+    int w;
+    struct dx_app *a = dx_of(d, &w);
+    char who[200], out[32];
+
+    a->after_close[0] += a->closes[0];
+    if (pants_addr_format(from, who, sizeof(who)) != 0 || strcmp(who, a->cli_addr) != 0)
+        a->wrong_from++;
+    if (a->ngot <= DX_ALL && len < sizeof(a->got[0]))
+        memcpy(a->got[a->ngot], data, len);
+    if (++a->ngot == DX_ALL) {
+        pants_datagram_close(d);
+        return;
+    }
+    if (len >= sizeof(out) - 3 || (len >= 4 && memcmp(data, "last", 4) == 0))
+        return;
+    memcpy(out, "re:", 3);
+    memcpy(out + 3, data, len);
+    dx_rc(a, pants_datagram_write_to(d, out, len + 3, from));
+}
+
+static void dx_cli_read(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *from)
+{
+    int w;
+    struct dx_app *a = dx_of(d, &w);
+
+    (void)from;
+    a->after_close[1] += a->closes[1];
+    if (a->nreplies < DX_FIRST && len < sizeof(a->replies[0]))
+        memcpy(a->replies[a->nreplies], data, len);
+    if (++a->nreplies != DX_FIRST)
+        return;
+    dx_rc(a, pants_datagram_write(d, "last-a", 6, a->srv_addr));
+    dx_rc(a, pants_datagram_write(d, "last-b", 6, a->srv_addr));
+    dx_rc(a, pants_datagram_end(d)); /* both still go out, then on_close */
+}
+
+static int dx_has(char (*list)[16], int n, const char *s)
+{
+    int hits = 0;
+
+    for (int i = 0; i < n; i++)
+        hits += strcmp(list[i], s) == 0;
+    return hits;
+}
+
+/* A Unix datagram client bound to its own path (pants_datagram_listen) gets
+ * the server's write_to(from) replies; pants_datagram_end sends what is
+ * queued, then on_close, once and last. */
+START_TEST(datagram_unix_replies_and_end)
+{
+    static struct dx_app a;
+    static const char *sent[DX_ALL] = {"one", "two", "three", "last-a", "last-b"};
+    pants_engine_options_t o = {.threads = 2};
+    pants_datagram_callbacks_t scb = {
+        .on_listen = dx_listen, .on_read = dx_srv_read, .on_error = dx_error, .on_close = dx_close};
+    pants_datagram_callbacks_t ccb = {
+        .on_listen = dx_listen, .on_read = dx_cli_read, .on_error = dx_error, .on_close = dx_close};
+    pants_datagram_t *srv, *cli;
+    pants_engine_t *e;
+
+    memset(&a, 0, sizeof(a));
+    pt_unix_addr(a.srv_addr, sizeof(a.srv_addr), "spec-dx-srv.sock");
+    pt_unix_addr(a.cli_addr, sizeof(a.cli_addr), "spec-dx-cli.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    wd_start(&a.wd, e, pants_engine_loop(e, 0));
+    a.sides[0] = (struct dx_side){&a, 0};
+    a.sides[1] = (struct dx_side){&a, 1};
+    srv = pants_datagram_new(pants_engine_loop(e, 0), &scb, &a.sides[0]);
+    cli = pants_datagram_new(pants_engine_loop(e, 1), &ccb, &a.sides[1]);
+    ck_assert_ptr_nonnull(srv);
+    ck_assert_ptr_nonnull(cli);
+    ck_assert_int_eq(pants_datagram_listen(srv, a.srv_addr), 0);
+    ck_assert_int_eq(pants_datagram_listen(cli, a.cli_addr), 0);
+    for (int i = 0; i < DX_FIRST; i++)
+        ck_assert_int_eq(pants_datagram_write(cli, sent[i], strlen(sent[i]), a.srv_addr), 0);
+    ck_assert_int_eq(pants_engine_run(e), 0);
+    pants_engine_free(e);
+
+    ck_assert_int_eq(a.wd.fired, 0);
+    ck_assert_int_eq(a.rc_errors, 0);
+    ck_assert_int_eq(a.ngot, DX_ALL);
+    for (int i = 0; i < DX_ALL; i++)
+        ck_assert_msg(dx_has(a.got, DX_ALL, sent[i]) == 1, "the server got \"%s\" %d times", sent[i],
+                      dx_has(a.got, DX_ALL, sent[i]));
+    ck_assert_int_eq(a.wrong_from, 0);
+    ck_assert_int_eq(a.nreplies, DX_FIRST);
+    ck_assert_int_eq(dx_has(a.replies, DX_FIRST, "re:one"), 1);
+    ck_assert_int_eq(dx_has(a.replies, DX_FIRST, "re:two"), 1);
+    ck_assert_int_eq(dx_has(a.replies, DX_FIRST, "re:three"), 1);
+    for (int w = 0; w < 2; w++) {
+        ck_assert_int_eq(a.listens[w], 1);
+        ck_assert_int_eq(a.closes[w], 1);
+        ck_assert_int_eq(a.after_close[w], 0);
+        ck_assert_int_eq(a.errors[w], 0);
+    }
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- IPv6: a stream echo over [::1] ------------------------------------- */
+
+struct v6_app {
+    pants_engine_t *e;   /* to stop */
+    char addr[64];       /* "[::1]:port" */
+    int cli_family;      /* pants_stream_family in the client's on_connect */
+    char cli_remote[64]; /* its remote address, formatted */
+    int conn_family;     /* the same on the server's side, in on_read */
+    char conn_local[64]; /* the server side's local address, formatted */
+    char reply[32];      /* what the client read */
+    int closes;          /* the client's on_close calls */
+};
+
+static void v6_cli_connect(pants_stream_t *s)
+{
+    struct v6_app *a = pants_stream_data(s);
+    pants_addr_t r;
+
+    a->cli_family = pants_stream_family(s);
+    if (pants_stream_remote_address(s, &r) == 0)
+        pants_addr_format(&r, a->cli_remote, sizeof(a->cli_remote));
+    pants_stream_read_until(s, "\n", 1);
+    pants_stream_write(s, "hello over six\n", 15);
+}
+
+static void v6_cli_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct v6_app *a = pants_stream_data(s);
+
+    memcpy(a->reply, data, len < sizeof(a->reply) - 1 ? len : sizeof(a->reply) - 1);
+}
+
+static void v6_cli_close(pants_stream_t *s)
+{
+    struct v6_app *a = pants_stream_data(s);
+
+    a->closes++;
+    pants_engine_stop(a->e);
+}
+
+static void v6_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    pants_stream_set_data(conn, pants_server_data(srv));
+    pants_stream_read_until(conn, "\n", 1);
+}
+
+static void v6_conn_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct v6_app *a = pants_stream_data(s);
+    pants_addr_t l;
+
+    a->conn_family = pants_stream_family(s);
+    if (pants_stream_local_address(s, &l) == 0)
+        pants_addr_format(&l, a->conn_local, sizeof(a->conn_local));
+    pants_stream_write(s, data, len);
+    pants_stream_write(s, "\n", 1);
+    pants_stream_end(s);
+}
+
+START_TEST(ipv6_stream_echo)
+{
+    struct v6_app a = {0};
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_accept = v6_accept};
+    pants_stream_callbacks_t conn = {.on_read = v6_conn_read};
+    pants_stream_callbacks_t ccb = {
+        .on_connect = v6_cli_connect, .on_read = v6_cli_read, .on_close = v6_cli_close};
+    struct watchdog wd;
+    int port = c2_free_port(AF_INET6, SOCK_STREAM);
+
+    if (port == 0) {
+        fprintf(stderr, "ipv6_stream_echo: skipped, ::1 cannot be bound here\n");
+        return;
+    }
+    snprintf(a.addr, sizeof(a.addr), "[::1]:%d", port);
+    a.e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(a.e);
+    wd_start(&wd, a.e, pants_engine_loop(a.e, 0));
+    ck_assert_int_eq(pants_server_listen(pants_server_new(a.e, &scb, &conn, &a), a.addr, 0), 0);
+    ck_assert_int_eq(pants_stream_connect(pants_stream_new(pants_engine_loop(a.e, 1), &ccb, &a), a.addr), 0);
+    ck_assert_int_eq(pants_engine_run(a.e), 0);
+    pants_engine_free(a.e);
+
+    ck_assert_int_eq(wd.fired, 0);
+    ck_assert_int_eq(a.cli_family, AF_INET6);
+    ck_assert_int_eq(a.conn_family, AF_INET6);
+    ck_assert_str_eq(a.cli_remote, a.addr);
+    ck_assert_str_eq(a.conn_local, a.addr);
+    ck_assert_str_eq(a.reply, "hello over six");
+    ck_assert_int_eq(a.closes, 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
 Suite *spec_suite(void)
 {
     Suite *s = suite_create("spec");
@@ -1729,6 +3387,20 @@ Suite *spec_suite(void)
     tcase_add_test(tc, broadcast_and_connections_from_outside);
     tcase_add_test(tc, addresses_errors_and_malformed);
     tcase_add_test(tc, cycle_never_runs_early);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("contract2");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, stop_from_signal_handler_flushes_queued);
+    tcase_add_test(tc, connect_error_default_closes_or_retries);
+    tcase_add_test(tc, error_and_overflow_defaults_close);
+    tcase_add_test(tc, peer_half_close_flushes_replies);
+    tcase_add_test(tc, stream_post_and_ref_from_foreign_threads);
+    tcase_add_test(tc, server_close_from_foreign_thread);
+    tcase_add_test(tc, listen_in_use_and_stale_unix_file);
+    tcase_add_test(tc, datagram_udp_packets_and_replies);
+    tcase_add_test(tc, datagram_unix_replies_and_end);
+    tcase_add_test(tc, ipv6_stream_echo);
     suite_add_tcase(s, tc);
     return s;
 }
