@@ -596,25 +596,31 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
     connect_error(s, -ETIMEDOUT);
 }
 
+/* The timer a connect bound needs, made before the connect starts, so a
+ * connect call never fails after it set anything in motion. */
+static int ensure_connect_timer(pants_stream_t *s)
+{
+    if (s->connect_timeout_ms == 0 || s->connect_timer != NULL)
+        return 0;
+    s->connect_timer = evtimer_new(s->loop->base, on_connect_timeout, s);
+    return s->connect_timer ? 0 : -ENOMEM;
+}
+
 /* (Re)start the connect bound, counted from now, if one is set and a
- * connect is under way. */
-static int arm_connect_timer(pants_stream_t *s)
+ * connect is under way (ensure_connect_timer ran). */
+static void arm_connect_timer(pants_stream_t *s)
 {
     struct timeval tv;
 
-    if (s->connect_timeout_ms == 0 || (s->state != S_RESOLVING && s->state != S_CONNECTING)) {
+    if (s->connect_timeout_ms == 0 || s->connect_timer == NULL ||
+        (s->state != S_RESOLVING && s->state != S_CONNECTING)) {
         disarm_connect_timer(s);
-        return 0;
-    }
-    if (s->connect_timer == NULL) {
-        s->connect_timer = evtimer_new(s->loop->base, on_connect_timeout, s);
-        if (s->connect_timer == NULL)
-            return -ENOMEM;
+        return;
     }
     tv.tv_sec = (time_t)(s->connect_timeout_ms / 1000);
     tv.tv_usec = (suseconds_t)(s->connect_timeout_ms % 1000) * 1000;
     event_base_update_cache_time(s->loop->base);
-    return evtimer_add(s->connect_timer, &tv) < 0 ? -ENOMEM : 0;
+    evtimer_add(s->connect_timer, &tv);
 }
 
 static int connect_state_error(const pants_stream_t *s)
@@ -643,9 +649,12 @@ static int stream_connect(pants_stream_t *s, const char *address)
     rc = pants__addr_split(address, 0, &a, host, &port);
     if (rc < 0)
         return rc;
+    if (ensure_connect_timer(s) < 0)
+        return -ENOMEM;
     if (rc == 0) {
         connect_to(s, &a);
-        return arm_connect_timer(s);
+        arm_connect_timer(s);
+        return 0;
     }
     /* The resolver is the loop's: it is asked from the loop once that runs
      * (a lookup started before would stay in evdns if it never runs). */
@@ -655,7 +664,8 @@ static int stream_connect(pants_stream_t *s, const char *address)
     s->port = port;
     s->state = S_RESOLVING;
     defer(s, D_RESOLVE);
-    return arm_connect_timer(s);
+    arm_connect_timer(s);
+    return 0;
 }
 
 static int set_connect_timeout(pants_stream_t *s, uint64_t ms)
@@ -663,7 +673,12 @@ static int set_connect_timeout(pants_stream_t *s, uint64_t ms)
     if (ms > (uint64_t)INT32_MAX * 1000)
         return -EINVAL;
     s->connect_timeout_ms = ms;
-    return s->state == S_CLOSED ? 0 : arm_connect_timer(s);
+    if (s->state == S_CLOSED)
+        return 0;
+    if (ensure_connect_timer(s) < 0)
+        return -ENOMEM;
+    arm_connect_timer(s);
+    return 0;
 }
 
 int pants_stream_set_connect_timeout(pants_stream_t *s, uint64_t ms)
