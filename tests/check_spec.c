@@ -39,10 +39,20 @@
  * a listen that worked; datagrams, one on_read per packet with its sender,
  * write_to replies over UDP and Unix sockets, end() sending what is queued,
  * malformed addresses refused without callbacks; and an echo over [::1].
+ *
+ * The "contract3" case, same rules: until (multi-byte), exact, regex and
+ * framed delimiters fed one byte per write give the frames of the whole
+ * input; a regex cuts at its first complete match without waiting for more;
+ * the read limit (64 KiB by default, never below what read_exact needs);
+ * a server and a client set up on the main thread before
+ * pants_engine_start; what on_accept sees (server, its data, family,
+ * addresses, pending) and changes (data, callbacks); and datagrams of 0 and
+ * 65507 bytes and from four senders, one on_read each with its sender.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -54,6 +64,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -3363,6 +3374,710 @@ START_TEST(ipv6_stream_echo)
 }
 END_TEST
 
+/* ---- contract3: shared pieces ------------------------------------------ *
+ *
+ * Servers set up on the test's thread before pants_engine_start; the peers
+ * are plain sockets on the test's thread; the test thread stops the engine
+ * and asserts after pants_engine_join.  Each server's data says how its
+ * one connection is cut (the mode letter), and every frame is recorded as
+ * "bytes|" (or "#len|" when longer than 32 bytes, all one byte).
+ */
+
+#define C3_MAX_SRV 4
+
+struct c3_srv {
+    char mode;           /* how on_accept sets the connection up */
+    char addr[64];       /* "127.0.0.1:port" */
+    pants_server_t *srv; /* the server */
+    int listening;       /* on_listen ran (atomic) */
+    char frames[512];    /* the frames, '|'-terminated */
+    size_t len;          /* bytes in frames */
+    int nframes;         /* on_read calls (atomic) */
+    int setup_bad;       /* a delimiter call in on_accept failed */
+    int skip_bad;        /* the framer found *skip not preset 0 */
+    int content_bad;     /* a long frame not all one byte */
+    int overflows;       /* on_overflow calls */
+    int errors;          /* on_error calls */
+    int closes;          /* on_close calls (atomic) */
+    int after_close;     /* callbacks after on_close */
+};
+
+/* "<digit n><n bytes>." : the frame is the digit and its bytes, the '.'
+ * is skipped. */
+static ssize_t c3_framer(const void *buf, size_t len, size_t *skip, void *arg)
+{
+    struct c3_srv *c = arg;
+    const char *p = buf;
+    size_t n;
+
+    if (*skip != 0)
+        c->skip_bad++;
+    if (len < 1)
+        return 0;
+    if (p[0] < '1' || p[0] > '9')
+        return -EPROTO;
+    n = (size_t)(p[0] - '0');
+    if (len < 1 + n + 1)
+        return 0;
+    *skip = 1;
+    return (ssize_t)(1 + n);
+}
+
+static void c3_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct c3_srv *c = pants_server_data(srv);
+    int rc = 0;
+
+    pants_stream_set_data(conn, c);
+    switch (c->mode) {
+    case 'U': rc = pants_stream_read_until(conn, "\r\n", 2); break;
+    case 'E': rc = pants_stream_read_exact(conn, 3); break;
+    case 'R': rc = pants_stream_read_regex(conn, "[,;]"); break;
+    case 'F': rc = pants_stream_read_framed(conn, c3_framer, c); break;
+    case 'A': rc = pants_stream_read_regex(conn, "a+"); break;
+    case 'L':
+        rc = pants_stream_read_exact(conn, 64);
+        (void)pants_stream_set_read_limit(conn, 16); /* refused or raised: 64 still fits */
+        break;
+    case 'D':
+    case 'O': rc = pants_stream_read_until(conn, "\n", 1); break;
+    default: rc = -1;
+    }
+    c->setup_bad += rc != 0;
+}
+
+static void c3_listen(pants_server_t *srv)
+{
+    struct c3_srv *c = pants_server_data(srv);
+
+    __atomic_store_n(&c->listening, 1, __ATOMIC_SEQ_CST);
+}
+
+static void c3_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct c3_srv *c = pants_stream_data(s);
+    const char *p = data;
+    char note[32];
+
+    c->after_close += c->closes;
+    if (len > 32) {
+        for (size_t i = 1; i < len; i++)
+            if (p[i] != p[0])
+                c->content_bad++;
+        snprintf(note, sizeof(note), "#%zu", len);
+        p = note;
+        len = strlen(note);
+    }
+    if (c->len + len + 1 < sizeof(c->frames)) {
+        memcpy(c->frames + c->len, p, len);
+        c->len += len;
+        c->frames[c->len++] = '|';
+    }
+    bump(&c->nframes);
+}
+
+static void c3_overflow(pants_stream_t *s)
+{
+    struct c3_srv *c = pants_stream_data(s);
+
+    c->after_close += c->closes;
+    c->overflows++;
+    pants_stream_close(s);
+}
+
+static void c3_error(pants_stream_t *s, int err)
+{
+    struct c3_srv *c = pants_stream_data(s);
+
+    (void)err;
+    c->after_close += c->closes;
+    c->errors++;
+}
+
+static void c3_close(pants_stream_t *s)
+{
+    struct c3_srv *c = pants_stream_data(s);
+
+    c->after_close += c->closes;
+    bump(&c->closes);
+}
+
+/* An engine of two loops with one server per mode listening (set up before
+ * it runs), started in the background; waits for every on_listen. */
+static pants_engine_t *c3_start(struct c3_srv *srv, const char *modes)
+{
+    static const pants_server_callbacks_t scb = {.on_listen = c3_listen, .on_accept = c3_accept};
+    static const pants_stream_callbacks_t conn = {.on_read = c3_read,
+                                                  .on_close = c3_close,
+                                                  .on_overflow = c3_overflow,
+                                                  .on_error = c3_error};
+    pants_engine_options_t o = {.threads = 2};
+    pants_engine_t *e = pants_engine_new(&o);
+    size_t n = strlen(modes);
+
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_le(n, C3_MAX_SRV);
+    for (size_t i = 0; i < n; i++) {
+        struct c3_srv *c = &srv[i];
+        int port = c2_free_port(AF_INET, SOCK_STREAM);
+
+        memset(c, 0, sizeof(*c));
+        ck_assert_int_ne(port, 0);
+        c->mode = modes[i];
+        snprintf(c->addr, sizeof(c->addr), "127.0.0.1:%d", port);
+        c->srv = pants_server_new(e, &scb, &conn, c);
+        ck_assert_ptr_nonnull(c->srv);
+        ck_assert_int_eq(pants_server_listen(c->srv, c->addr, 0), 0);
+    }
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    for (size_t i = 0; i < n; i++)
+        ck_assert(pt_wait(&srv[i].listening, 5000));
+    return e;
+}
+
+/* Stop, join (which must return 0) and free. */
+static void c3_finish(pants_engine_t *e)
+{
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+}
+
+/* A plain TCP client of a "127.0.0.1:port" address, TCP_NODELAY, sends
+ * time out after 5 s. */
+static int c3_client(const char *addr)
+{
+    struct timeval tv = {5, 0};
+    int one = 1, fd = c2_tcp_connect(atoi(strchr(addr, ':') + 1));
+
+    ck_assert_int_ge(fd, 0);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* ---- Delimiters fed one byte per write --------------------------------- */
+
+/* Until (multi-byte, with a false start), exact, regex and framed, each
+ * peer writing one byte at a time: the frames are those of the whole
+ * input, the delimiters are not passed on, and the partial frame left at
+ * EOF is dropped.  The framer always finds *skip preset 0. */
+START_TEST(delimiters_one_byte_per_write)
+{
+    static struct c3_srv srv[4];
+    static const char *const in[4] = {
+        "ab\r\ncd\r\r\n\ne\r\nzz\r", "abcdefgh", "ab,cd;ef,g", "3abc.2de.1f.4gh"};
+    static const char *const want[4] = {"ab|cd\r|\ne|", "abc|def|", "ab|cd|ef|", "3abc|2de|1f|"};
+    pants_engine_t *e = c3_start(srv, "UERF");
+    int fd[4];
+    size_t longest = 0;
+
+    for (int i = 0; i < 4; i++) {
+        fd[i] = c3_client(srv[i].addr);
+        if (strlen(in[i]) > longest)
+            longest = strlen(in[i]);
+    }
+    for (size_t k = 0; k < longest; k++) {
+        for (int i = 0; i < 4; i++)
+            if (k < strlen(in[i]))
+                ck_assert_int_eq(send(fd[i], in[i] + k, 1, MSG_NOSIGNAL), 1);
+        pt_sleep_ms(2);
+    }
+    for (int i = 0; i < 4; i++)
+        close(fd[i]);
+    for (int i = 0; i < 4; i++)
+        ck_assert(pt_wait_count(&srv[i].closes, 1, 5000));
+    c3_finish(e);
+
+    for (int i = 0; i < 4; i++) {
+        srv[i].frames[srv[i].len] = '\0';
+        ck_assert_msg(strcmp(srv[i].frames, want[i]) == 0, "mode %c: got \"%s\", want \"%s\"",
+                      srv[i].mode, srv[i].frames, want[i]);
+        ck_assert_int_eq(srv[i].setup_bad, 0);
+        ck_assert_int_eq(srv[i].errors, 0);
+        ck_assert_int_eq(srv[i].overflows, 0);
+        ck_assert_int_eq(srv[i].closes, 1);
+        ck_assert_int_eq(srv[i].after_close, 0);
+    }
+    ck_assert_int_eq(srv[3].skip_bad, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- A regex match cuts at once ---------------------------------------- */
+
+/* "the first complete match cuts a frame at once ..., even if bytes still
+ * to come could have made the match longer": with "a+", "xa" gives "x"
+ * while the peer sends nothing more; the match is not passed on. */
+START_TEST(regex_cuts_at_first_complete_match)
+{
+    static struct c3_srv srv[1];
+    pants_engine_t *e = c3_start(srv, "A");
+    int fd = c3_client(srv[0].addr), at_once;
+    char first[16] = "";
+
+    ck_assert_int_eq(send(fd, "x", 1, MSG_NOSIGNAL), 1);
+    pt_sleep_ms(20);
+    ck_assert_int_eq(send(fd, "a", 1, MSG_NOSIGNAL), 1);
+    at_once = pt_wait_count(&srv[0].nframes, 1, 3000);
+    if (at_once)
+        memcpy(first, srv[0].frames, srv[0].len < sizeof(first) - 1 ? srv[0].len : sizeof(first) - 1);
+    ck_assert_int_eq(send(fd, "y", 1, MSG_NOSIGNAL), 1);
+    pt_sleep_ms(20);
+    ck_assert_int_eq(send(fd, "a", 1, MSG_NOSIGNAL), 1);
+    ck_assert(pt_wait_count(&srv[0].nframes, 2, 3000) || !at_once);
+    close(fd);
+    ck_assert(pt_wait_count(&srv[0].closes, 1, 5000));
+    c3_finish(e);
+
+    srv[0].frames[srv[0].len] = '\0';
+    ck_assert_msg(at_once, "no frame within 3 s of \"xa\" (got \"%s\" in the end)", srv[0].frames);
+    ck_assert_str_eq(first, "x|");
+    ck_assert_str_eq(srv[0].frames, "x|y|");
+    ck_assert_int_eq(srv[0].setup_bad, 0);
+    ck_assert_int_eq(srv[0].closes, 1);
+    ck_assert_int_eq(srv[0].after_close, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- The read limit ---------------------------------------------------- */
+
+#define C3_LINE_OK  (60u << 10) /* under the default 64 KiB */
+#define C3_LINE_BIG (70u << 10) /* over it */
+
+/* "default 64 KiB; never below what the delimiter needs": exact(64) with
+ * a limit of 16 asked for still gives 64-byte frames; a 60 KiB line is
+ * delivered whole; 70 KiB without a "\n" calls on_overflow. */
+START_TEST(read_limit_default_and_floor)
+{
+    static struct c3_srv srv[3];
+    static char buf[C3_LINE_BIG];
+    pants_engine_t *e = c3_start(srv, "LDO");
+    int fl = c3_client(srv[0].addr), fd = c3_client(srv[1].addr), fo = c3_client(srv[2].addr);
+    size_t sent = 0;
+
+    memset(buf, 'l', 128);
+    ck_assert_int_eq(send(fl, buf, 128, MSG_NOSIGNAL), 128);
+    close(fl);
+    memset(buf, 'd', C3_LINE_OK);
+    buf[C3_LINE_OK] = '\n';
+    ck_assert_int_eq(send(fd, buf, C3_LINE_OK + 1, MSG_NOSIGNAL), (ssize_t)C3_LINE_OK + 1);
+    close(fd);
+    memset(buf, 'o', C3_LINE_BIG);
+    while (sent < C3_LINE_BIG) {
+        ssize_t n = send(fo, buf + sent, C3_LINE_BIG - sent, MSG_NOSIGNAL);
+
+        if (n <= 0)
+            break; /* closed on us: fine */
+        sent += (size_t)n;
+    }
+    for (int i = 0; i < 3; i++)
+        ck_assert(pt_wait_count(&srv[i].closes, 1, 5000));
+    close(fo);
+    c3_finish(e);
+
+    for (int i = 0; i < 3; i++) {
+        srv[i].frames[srv[i].len] = '\0';
+        ck_assert_int_eq(srv[i].setup_bad, 0);
+        ck_assert_int_eq(srv[i].content_bad, 0);
+        ck_assert_int_eq(srv[i].closes, 1);
+        ck_assert_int_eq(srv[i].after_close, 0);
+    }
+    ck_assert_str_eq(srv[0].frames, "#64|#64|");
+    ck_assert_int_eq(srv[0].overflows, 0);
+    ck_assert_str_eq(srv[1].frames, "#61440|");
+    ck_assert_int_eq(srv[1].overflows, 0);
+    ck_assert_str_eq(srv[2].frames, "");
+    ck_assert_int_eq(srv[2].overflows, 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- Channels set up on the main thread before pants_engine_start ------ */
+
+struct bs_app {
+    int listens;       /* server on_listen calls */
+    int accepts;       /* on_accept calls */
+    int connects;      /* client on_connect calls */
+    char line[32];     /* what the client read */
+    int reads;         /* client on_read calls */
+    int closes;        /* client on_close calls (atomic) */
+    int after_close;   /* client callbacks after on_close */
+    pants_loop_t *cli; /* the client's loop */
+    int wrong_loop;    /* a client callback off that loop */
+};
+
+static void bs_listen(pants_server_t *srv)
+{
+    struct bs_app *a = pants_server_data(srv);
+
+    a->listens++;
+}
+
+static void bs_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    struct bs_app *a = pants_server_data(srv);
+
+    a->accepts++;
+    pants_stream_read_until(conn, "\n", 1);
+}
+
+static void bs_echo(pants_stream_t *s, const void *data, size_t len)
+{
+    pants_stream_write(s, "re:", 3);
+    pants_stream_write(s, data, len);
+    pants_stream_write(s, "\n", 1);
+}
+
+static void bs_cli_connect(pants_stream_t *s)
+{
+    struct bs_app *a = pants_stream_data(s);
+
+    a->after_close += a->closes;
+    a->wrong_loop += pants_loop_current() != a->cli;
+    a->connects++;
+}
+
+static void bs_cli_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct bs_app *a = pants_stream_data(s);
+
+    a->after_close += a->closes;
+    a->wrong_loop += pants_loop_current() != a->cli;
+    a->reads++;
+    memcpy(a->line, data, len < sizeof(a->line) - 1 ? len : sizeof(a->line) - 1);
+    pants_stream_close(s);
+}
+
+static void bs_cli_close(pants_stream_t *s)
+{
+    struct bs_app *a = pants_stream_data(s);
+
+    a->after_close += a->closes;
+    bump(&a->closes);
+}
+
+/* "Before its engine runs, any thread may create and set up channels;
+ * what they ask for (connect, listen) happens once their loop runs": a
+ * server listens, a client connects, writes a line and sets read_until,
+ * all on this thread before pants_engine_start. */
+START_TEST(setup_before_start_on_main_thread)
+{
+    static struct bs_app a;
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_listen = bs_listen, .on_accept = bs_accept};
+    pants_stream_callbacks_t conn = {.on_read = bs_echo};
+    pants_stream_callbacks_t ccb = {
+        .on_connect = bs_cli_connect, .on_read = bs_cli_read, .on_close = bs_cli_close};
+    pants_engine_t *e;
+    pants_stream_t *s;
+    char addr[200];
+
+    memset(&a, 0, sizeof(a));
+    pt_unix_addr(addr, sizeof(addr), "spec-bs.sock");
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(pants_server_listen(pants_server_new(e, &scb, &conn, &a), addr, 0), 0);
+    a.cli = pants_engine_loop(e, 1);
+    s = pants_stream_new(a.cli, &ccb, &a);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(pants_stream_connect(s, addr), 0);
+    ck_assert_int_eq(pants_stream_write(s, "early bird\n", 11), 0);
+    ck_assert_int_eq(pants_stream_read_until(s, "\n", 1), 0);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    ck_assert(pt_wait_count(&a.closes, 1, 5000));
+    c3_finish(e);
+    pants_engine_free(NULL); /* a no-op */
+
+    ck_assert_int_eq(a.listens, 1);
+    ck_assert_int_eq(a.accepts, 1);
+    ck_assert_int_eq(a.connects, 1);
+    ck_assert_int_eq(a.reads, 1);
+    ck_assert_str_eq(a.line, "re:early bird");
+    ck_assert_int_eq(a.closes, 1);
+    ck_assert_int_eq(a.after_close, 0);
+    ck_assert_int_eq(a.wrong_loop, 0);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- What on_accept can see and change --------------------------------- */
+
+#define AI_BIG (8u << 20) /* far more than a socket buffers */
+
+struct ai_app {
+    pants_server_t *srv;  /* the server */
+    int listening;        /* on_listen ran (atomic) */
+    int accepts;          /* on_accept calls */
+    int wrong;            /* a server, data or family not as expected */
+    size_t pending0;      /* pants_stream_pending in on_accept */
+    char remote[64];      /* the connection's remote address, formatted */
+    char local[64];       /* its local address, formatted */
+    int conn_data;        /* the per-connection data (its address is set) */
+    int old_reads;        /* on_read of the server's conn_cb (replaced) */
+    int new_reads;        /* on_read of the replacement */
+    char line[16];        /* the line it read */
+    size_t pending_after; /* pants_stream_pending after the big write */
+    int closes;           /* on_close calls (atomic) */
+};
+
+static unsigned char ai_big[AI_BIG];
+
+static void ai_listen(pants_server_t *srv)
+{
+    struct ai_app *a = pants_server_data(srv);
+
+    __atomic_store_n(&a->listening, 1, __ATOMIC_SEQ_CST);
+}
+
+static void ai_old_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct ai_app *a = pants_stream_data(s);
+
+    (void)data;
+    (void)len;
+    a->old_reads++;
+}
+
+static void ai_close(pants_stream_t *s)
+{
+    struct ai_app *a = pants_stream_data(s);
+
+    bump(&a->closes);
+}
+
+static void ai_new_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct ai_app *a = pants_stream_data(s);
+
+    a->new_reads++;
+    memcpy(a->line, data, len < sizeof(a->line) - 1 ? len : sizeof(a->line) - 1);
+    pants_stream_write(s, "alt:", 4);
+    pants_stream_write(s, data, len);
+    pants_stream_write(s, "\n", 1);
+    pants_stream_write(s, ai_big, AI_BIG);
+    a->pending_after = pants_stream_pending(s);
+    pants_stream_end(s);
+}
+
+static void ai_accept(pants_server_t *srv, pants_stream_t *conn)
+{
+    static const pants_stream_callbacks_t alt = {.on_read = ai_new_read, .on_close = ai_close};
+    struct ai_app *a = pants_server_data(srv);
+    pants_addr_t r, l;
+
+    a->accepts++;
+    a->wrong += pants_stream_server(conn) != srv || srv != a->srv;
+    a->wrong += pants_stream_family(conn) != AF_INET;
+    a->wrong += pants_stream_remote_address(conn, &r) != 0 ||
+                pants_addr_format(&r, a->remote, sizeof(a->remote)) < 0;
+    a->wrong += pants_stream_local_address(conn, &l) != 0 ||
+                pants_addr_format(&l, a->local, sizeof(a->local)) < 0;
+    a->pending0 = pants_stream_pending(conn);
+    pants_stream_set_data(conn, a);
+    a->conn_data = pants_stream_data(conn) == a;
+    pants_stream_set_callbacks(conn, &alt);
+    pants_stream_read_until(conn, "\n", 1);
+}
+
+/* pants_server_data, pants_stream_server, family, remote and local
+ * addresses and pending inside on_accept; set_data and set_callbacks there
+ * take effect for that connection ("on_accept ... may set per-connection
+ * data or other callbacks"); pending counts what is queued and end()
+ * still sends all of it. */
+START_TEST(accept_sees_and_replaces)
+{
+    static struct ai_app a;
+    pants_engine_options_t o = {.threads = 2};
+    pants_server_callbacks_t scb = {.on_listen = ai_listen, .on_accept = ai_accept};
+    pants_stream_callbacks_t conn = {.on_read = ai_old_read, .on_close = ai_close};
+    static unsigned char got[4096];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char addr[64], mine[64], head[16] = "";
+    size_t total = 0, mismatches = 0;
+    int port = c2_free_port(AF_INET, SOCK_STREAM), fd;
+    pants_engine_t *e;
+
+    memset(&a, 0, sizeof(a));
+    for (size_t i = 0; i < AI_BIG; i++)
+        ai_big[i] = (unsigned char)(i * 7 + i / 1021);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    a.srv = pants_server_new(e, &scb, &conn, &a);
+    ck_assert_ptr_nonnull(a.srv);
+    ck_assert_ptr_eq(pants_server_data(a.srv), &a);
+    ck_assert_int_eq(pants_server_listen(a.srv, addr, 0), 0);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    ck_assert(pt_wait(&a.listening, 5000));
+    fd = c3_client(addr);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &sl), 0);
+    snprintf(mine, sizeof(mine), "127.0.0.1:%d", c2_port_of(&ss));
+    ck_assert_int_eq(send(fd, "hi\n", 3, MSG_NOSIGNAL), 3);
+    for (;;) {
+        ssize_t n = c2_recv(fd, got, sizeof(got), 5000);
+
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++, total++) {
+            if (total < 7)
+                head[total] = (char)got[i];
+            else if (total - 7 >= AI_BIG || got[i] != ai_big[total - 7])
+                mismatches++;
+        }
+    }
+    close(fd);
+    ck_assert(pt_wait_count(&a.closes, 1, 5000));
+    c3_finish(e);
+
+    ck_assert_int_eq(a.accepts, 1);
+    ck_assert_int_eq(a.wrong, 0);
+    ck_assert_str_eq(a.remote, mine);
+    ck_assert_str_eq(a.local, addr);
+    ck_assert_uint_eq(a.pending0, 0);
+    ck_assert_int_eq(a.conn_data, 1);
+    ck_assert_int_eq(a.old_reads, 0);
+    ck_assert_int_eq(a.new_reads, 1);
+    ck_assert_str_eq(a.line, "hi");
+    ck_assert_uint_gt(a.pending_after, 0);
+    ck_assert_uint_le(a.pending_after, AI_BIG + 7);
+    ck_assert_str_eq(head, "alt:hi\n");
+    ck_assert_uint_eq(total, AI_BIG + 7);
+    ck_assert_uint_eq(mismatches, 0);
+    ck_assert_int_eq(a.closes, 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+/* ---- Datagrams: empty, largest, many senders --------------------------- */
+
+#define DM_SENDERS 4
+#define DM_EACH    50
+#define DM_LARGEST 65507 /* the largest UDP payload over IPv4 */
+
+struct dm_app {
+    int listening;            /* on_listen ran (atomic) */
+    int ports[DM_SENDERS];    /* the plain senders' ports */
+    int reads;                /* on_read calls (atomic) */
+    size_t first_len[2];      /* lengths of the first two packets */
+    int largest_bad;          /* bytes of the largest packet not as sent */
+    int from[DM_SENDERS];     /* packets per sender, by the from address */
+    int next[DM_SENDERS];     /* the sequence number expected next per sender */
+    int bad;                  /* unknown sender, wrong content or order */
+    int closes;               /* on_close calls */
+};
+
+static void dm_listen(pants_datagram_t *d)
+{
+    struct dm_app *a = pants_datagram_data(d);
+
+    __atomic_store_n(&a->listening, 1, __ATOMIC_SEQ_CST);
+}
+
+static void dm_read(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *from)
+{
+    struct dm_app *a = pants_datagram_data(d);
+    int n = c2_load(&a->reads), i;
+    const unsigned char *p = data;
+    char want[32];
+
+    if (n < 2) {
+        a->first_len[n] = len;
+        for (size_t k = 0; n == 1 && k < len; k++)
+            a->largest_bad += p[k] != (unsigned char)(k % 251);
+    } else {
+        for (i = 0; i < DM_SENDERS; i++)
+            if (from->ss.ss_family == AF_INET && c2_port_of(&from->ss) == a->ports[i])
+                break;
+        if (i == DM_SENDERS) {
+            a->bad++;
+        } else {
+            snprintf(want, sizeof(want), "s%d:%d", i, a->next[i]++);
+            a->bad += len != strlen(want) || memcmp(data, want, len) != 0;
+            a->from[i]++;
+        }
+    }
+    bump(&a->reads);
+}
+
+static void dm_close(pants_datagram_t *d)
+{
+    struct dm_app *a = pants_datagram_data(d);
+
+    a->closes++;
+}
+
+/* "One on_read per packet": a 0-byte packet and a 65507-byte one each
+ * arrive whole; 4 plain senders x 50 packets give exactly 200 on_reads,
+ * each with its sender's address. */
+START_TEST(datagram_empty_largest_many_senders)
+{
+    static struct dm_app a;
+    static unsigned char big[DM_LARGEST];
+    pants_engine_options_t o = {.threads = 2};
+    pants_datagram_callbacks_t cb = {.on_listen = dm_listen, .on_read = dm_read, .on_close = dm_close};
+    struct sockaddr_storage to, ss;
+    socklen_t tl, sl;
+    char addr[64];
+    int port = c2_free_port(AF_INET, SOCK_DGRAM), fd[DM_SENDERS];
+    pants_engine_t *e;
+
+    memset(&a, 0, sizeof(a));
+    for (size_t k = 0; k < DM_LARGEST; k++)
+        big[k] = (unsigned char)(k % 251);
+    c2_loopback(&to, &tl, AF_INET, port);
+    for (int i = 0; i < DM_SENDERS; i++) {
+        int sz = 1 << 20;
+
+        fd[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd[i], 0);
+        setsockopt(fd[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        c2_loopback(&ss, &sl, AF_INET, 0);
+        ck_assert_int_eq(bind(fd[i], (struct sockaddr *)&ss, sl), 0);
+        sl = sizeof(ss);
+        ck_assert_int_eq(getsockname(fd[i], (struct sockaddr *)&ss, &sl), 0);
+        a.ports[i] = c2_port_of(&ss);
+    }
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    e = pants_engine_new(&o);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(pants_datagram_listen(pants_datagram_new(pants_engine_loop(e, 1), &cb, &a), addr), 0);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    ck_assert(pt_wait(&a.listening, 5000));
+
+    ck_assert_int_eq(sendto(fd[0], "", 0, 0, (struct sockaddr *)&to, tl), 0);
+    ck_assert(pt_wait_count(&a.reads, 1, 5000));
+    ck_assert_int_eq(sendto(fd[1], big, DM_LARGEST, 0, (struct sockaddr *)&to, tl), DM_LARGEST);
+    ck_assert(pt_wait_count(&a.reads, 2, 5000));
+    for (int k = 0; k < DM_EACH; k++) {
+        for (int i = 0; i < DM_SENDERS; i++) {
+            char msg[32];
+            int n = snprintf(msg, sizeof(msg), "s%d:%d", i, k);
+
+            ck_assert_int_eq(sendto(fd[i], msg, (size_t)n, 0, (struct sockaddr *)&to, tl), n);
+        }
+        /* paced, so no packet is lost to a full receive buffer */
+        ck_assert(pt_wait_count(&a.reads, 2 + (k + 1) * DM_SENDERS, 5000));
+    }
+    pt_sleep_ms(50); /* room for any extra on_read */
+    c3_finish(e);
+    for (int i = 0; i < DM_SENDERS; i++)
+        close(fd[i]);
+
+    ck_assert_int_eq(a.reads, 2 + DM_SENDERS * DM_EACH);
+    ck_assert_uint_eq(a.first_len[0], 0);
+    ck_assert_uint_eq(a.first_len[1], DM_LARGEST);
+    ck_assert_int_eq(a.largest_bad, 0);
+    for (int i = 0; i < DM_SENDERS; i++)
+        ck_assert_int_eq(a.from[i], DM_EACH);
+    ck_assert_int_eq(a.bad, 0);
+    ck_assert_int_eq(a.closes, 1);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
 Suite *spec_suite(void)
 {
     Suite *s = suite_create("spec");
@@ -3401,6 +4116,16 @@ Suite *spec_suite(void)
     tcase_add_test(tc, datagram_udp_packets_and_replies);
     tcase_add_test(tc, datagram_unix_replies_and_end);
     tcase_add_test(tc, ipv6_stream_echo);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("contract3");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, delimiters_one_byte_per_write);
+    tcase_add_test(tc, regex_cuts_at_first_complete_match);
+    tcase_add_test(tc, read_limit_default_and_floor);
+    tcase_add_test(tc, setup_before_start_on_main_thread);
+    tcase_add_test(tc, accept_sees_and_replaces);
+    tcase_add_test(tc, datagram_empty_largest_many_senders);
     suite_add_tcase(s, tc);
     return s;
 }
