@@ -609,8 +609,15 @@ pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks
     if (entered >= 0) {
         pants__handle_start(&srv->handle, e->acceptor, &server_ops, true);
         pants__loop_leave(e->acceptor, entered);
-    } else {
-        post_with_ref(e->acceptor, register_task, srv, NULL, 0);
+        return srv;
+    }
+    /* Another thread while the acceptor runs: it registers srv.  If it has
+     * finished already, nothing would ever close or free srv. */
+    int rc = post_with_ref(e->acceptor, register_task, srv, NULL, 0);
+    if (rc < 0) {
+        server_free(srv);
+        errno = -rc;
+        return NULL;
     }
     return srv;
 }

@@ -366,7 +366,7 @@ static void stream_release(pants__handle_t *h)
     release_io(s);
     event_del(&s->defer_ev);
     free_buffers(s);
-    if (s->server && s->state != S_CLOSED)
+    if (s->server) /* still a handle: finish_close has not told the server */
         pants__server_conn_closed(s->server, s);
     stream_free(s);
 }
@@ -673,8 +673,8 @@ static int set_connect_timeout(pants_stream_t *s, uint64_t ms)
     if (ms > (uint64_t)INT32_MAX * 1000)
         return -EINVAL;
     s->connect_timeout_ms = ms;
-    if (s->state == S_CLOSED)
-        return 0;
+    if (s->state != S_RESOLVING && s->state != S_CONNECTING)
+        return 0; /* the next connect makes and arms the timer */
     if (ensure_connect_timer(s) < 0)
         return -ENOMEM;
     arm_connect_timer(s);
@@ -1166,7 +1166,7 @@ static void delimiter_changed(pants_stream_t *s)
         entered_ = pants__loop_enter((s)->loop, what);                                                       \
         if (entered_ < 0)                                                                                    \
             return entered_;                                                                                 \
-        rc_ = (expr);                                                                                        \
+        rc_ = (s)->state == S_CLOSED ? -EPIPE : (expr); /* its framer is gone */                             \
         if (rc_ == 0)                                                                                        \
             delimiter_changed(s);                                                                            \
         pants__loop_leave((s)->loop, entered_);                                                              \
@@ -1217,9 +1217,11 @@ static int set_paused(pants_stream_t *s, bool paused)
 {
     if (s->state == S_CLOSED)
         return -EPIPE;
+    if (s->paused == paused)
+        return 0;
     s->paused = paused;
     /* The edge that announced the waiting bytes may be gone: look again. */
-    if (!paused && s->state == S_OPEN && s->fd >= 0)
+    if (!paused && s->state == S_OPEN)
         event_active(&s->ev, EV_READ, 0);
     return 0;
 }

@@ -82,6 +82,7 @@ struct pants_loop_s {
     pants__taskq_t queue;         /* tasks posted, not yet run */
     pants__taskq_t running_q;     /* the batch being run (swapped with queue) */
     bool wake_pending;            /* a wake-up is on its way for queue */
+    bool in_batch;                /* run_tasks is running a batch (loop thread) */
     bool finished;                /* posts are refused from now on */
     int wake_fd;                  /* eventfd the posters write to */
     struct event wake_ev;         /* reads wake_fd, runs the queue */

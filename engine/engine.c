@@ -230,12 +230,15 @@ int pants_engine_join(pants_engine_t *e)
 
 void pants_engine_stop(pants_engine_t *e)
 {
+    int saved = errno; /* a signal handler must leave errno as it was */
+
     if (e == NULL)
         return;
     __atomic_store_n(&e->stop, 1, __ATOMIC_SEQ_CST);
     for (unsigned i = 0; i < e->nloops; i++)
         pants__loop_wake(e->loops[i]);
     pants__loop_wake(e->acceptor);
+    errno = saved;
 }
 
 void pants_engine_free(pants_engine_t *e)

@@ -191,8 +191,10 @@ static void run_tasks(pants_loop_t *l)
     l->queue.len = 0;
     l->wake_pending = false;
     pthread_mutex_unlock(&l->queue_mu);
+    l->in_batch = true; /* the loop is not done before the batch is */
     for (size_t i = 0; i < batch.len; i++)
         batch.items[i].fn(batch.items[i].a, batch.items[i].b, batch.items[i].c);
+    l->in_batch = false;
     batch.len = 0;
     l->running_q = batch;
 }
@@ -288,7 +290,7 @@ void pants__loop_begin_stop(pants_loop_t *l)
 
 void pants__loop_check_done(pants_loop_t *l)
 {
-    if (!l->stopping || l->nactive > 0)
+    if (!l->stopping || l->nactive > 0 || l->in_batch) /* on_wake checks again after it */
         return;
     pthread_mutex_lock(&l->queue_mu);
     if (l->queue.len == 0)
@@ -342,18 +344,23 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
     if (cfg == NULL)
         goto close_wake;
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
-    event_config_require_features(cfg, EV_FEATURE_ET); /* epoll, never poll or select */
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_IGNORE_ENV); /* EVENT_NOEPOLL must not win */
+    event_config_require_features(cfg, EV_FEATURE_ET);     /* epoll, never poll or select */
+    errno = 0;
     l->base = event_base_new_with_config(cfg);
     event_config_free(cfg);
-    if (l->base == NULL)
+    if (l->base == NULL) {
+        errno = errno ? errno : ENOSYS;
         goto close_wake;
+    }
     l->early_close = (event_base_get_features(l->base) & EV_FEATURE_EARLY_CLOSE) != 0;
     l->scratch = malloc(PANTS__SCRATCH_SIZE);
     l->wscratch = malloc(PANTS__SCRATCH_SIZE);
     if (l->scratch == NULL || l->wscratch == NULL)
         goto free_base;
     event_assign(&l->wake_ev, l->base, l->wake_fd, EV_READ | EV_PERSIST | EV_ET, on_wake, l);
-    event_add(&l->wake_ev, NULL);
+    if (event_add(&l->wake_ev, NULL) < 0) /* without it, no post or stop is seen */
+        goto free_base;
     evtimer_assign(&l->shutdown_ev, l->base, on_shutdown_timeout, l);
     pthread_mutex_init(&l->queue_mu, NULL);
     pthread_mutex_init(&l->setup_mu, NULL);

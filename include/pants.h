@@ -278,7 +278,8 @@ PANTS_EXTERN int pants_stream_post(pants_stream_t *s, void (*fn)(pants_stream_t 
 /* Read delimiters: how incoming bytes are cut into on_read calls.  They may
  * change at any time, inside on_read too: bytes already buffered are then cut
  * with the new delimiter before any new byte is read.  Invalid arguments
- * return -EINVAL and leave the old delimiter in place. */
+ * return -EINVAL and leave the old delimiter in place; a closed stream
+ * (from on_close on) gives -EPIPE. */
 PANTS_EXTERN int pants_stream_read_any(pants_stream_t *s); /* everything, as it arrives (default) */
 /* Up to (not including) delim; the delimiter is dropped.  len >= 1. */
 PANTS_EXTERN int pants_stream_read_until(pants_stream_t *s, const void *delim, size_t len);
