@@ -83,6 +83,19 @@ static void set_inet6(pants_addr_t *a, const struct in6_addr *ip, uint16_t port)
     a->len = sizeof(*sin6);
 }
 
+void pants__addr_set_ip(pants_addr_t *a, int family, const void *raw, uint16_t port)
+{
+    if (family == AF_INET) {
+        struct in_addr ip;
+        memcpy(&ip, raw, sizeof(ip));
+        set_inet(a, &ip, port);
+    } else {
+        struct in6_addr ip6;
+        memcpy(&ip6, raw, sizeof(ip6));
+        set_inet6(a, &ip6, port);
+    }
+}
+
 /* A host name: letters, digits, '-', '.', '_', at most 253 characters. */
 static bool is_host_name(const char *h, size_t n)
 {
@@ -275,24 +288,35 @@ static bool unix_path_listed_listening(const char *path)
 }
 
 /* A socket file nobody serves any more (a connect is refused); a path that
- * is not a socket is never stale: it is not ours to remove. */
-static bool unix_path_is_stale(const pants_addr_t *a, int socktype)
+ * is not a socket is never stale: it is not ours to remove.  *st gets the
+ * file's identity.  The probe does not block: a listener with a full
+ * backlog (EAGAIN) is alive. */
+static bool unix_path_is_stale(const pants_addr_t *a, int socktype, struct stat *st)
 {
     const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
-    struct stat st;
     bool stale;
     int probe;
 
-    if (lstat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+    if (lstat(sun->sun_path, st) < 0 || !S_ISSOCK(st->st_mode))
         return false;
     if (socktype == SOCK_STREAM && unix_path_listed_listening(sun->sun_path))
         return false;
-    probe = socket(AF_UNIX, socktype | SOCK_CLOEXEC, 0);
+    probe = socket(AF_UNIX, socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (probe < 0)
         return false;
     stale = connect(probe, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
     close(probe);
     return stale;
+}
+
+/* Remove a stale socket file, unless another process replaced it since
+ * it was judged (same device and inode as then). */
+static bool unlink_same(const char *path, const struct stat *then)
+{
+    struct stat now;
+
+    return lstat(path, &now) == 0 && now.st_dev == then->st_dev && now.st_ino == then->st_ino &&
+           unlink(path) == 0;
 }
 
 int pants__bind(int fd, const pants_addr_t *a, int socktype)
@@ -303,7 +327,9 @@ int pants__bind(int fd, const pants_addr_t *a, int socktype)
         return 0;
     if (errno != EADDRINUSE || a->ss.ss_family != AF_UNIX || sun->sun_path[0] == '\0')
         return -errno;
-    if (!unix_path_is_stale(a, socktype) || unlink(sun->sun_path) < 0)
+    struct stat st;
+
+    if (!unix_path_is_stale(a, socktype, &st) || !unlink_same(sun->sun_path, &st))
         return -EADDRINUSE;
     return bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : -errno;
 }

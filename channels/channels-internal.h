@@ -54,6 +54,9 @@ int pants__bound_path_remember(pants__bound_path_t *p, const pants_addr_t *a);
 /* Remove the file if it is still ours, and forget it. */
 void pants__bound_path_remove(pants__bound_path_t *p);
 
+/* a = the IPv4 (4 bytes) or IPv6 (16 bytes) address raw of family, port. */
+void pants__addr_set_ip(pants_addr_t *a, int family, const void *raw, uint16_t port);
+
 /* Fill a from getsockname/getpeername of fd.  0 or a negative errno. */
 int pants__addr_of_fd(int fd, bool peer, pants_addr_t *a);
 
@@ -70,7 +73,8 @@ typedef void (*pants__resolve_cb)(int err, const pants_addr_t *addrs, size_t n, 
 #define PANTS__RESOLVE_LOCAL_TTL 60
 
 /* Resolve host for port on loop l without blocking (hosts file first); cb
- * runs later from l, never inside this call.  NULL with errno on failure. */
+ * runs later from l, never inside this call, and the lookup is over (freed)
+ * by then: forget it, never cancel it from cb.  NULL with errno on failure. */
 pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16_t port, pants__resolve_cb cb,
                                        void *arg);
 

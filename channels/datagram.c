@@ -528,9 +528,17 @@ static void on_resolved(int err, const pants_addr_t *addrs, size_t n, uint32_t t
     lk->answered = true;
     lk->err = err;
     lk->ttl_s = ttl_s;
-    lk->naddrs = n < MAX_ADDRS ? n : MAX_ADDRS;
+    lk->naddrs = 0;
+    /* Half the room for each family: an IPv6-only socket must still find
+     * an AAAA answer behind many A ones. */
+    for (size_t i = 0, per[2] = {0, 0}; i < n && lk->naddrs < MAX_ADDRS; i++) {
+        size_t *count = &per[addrs[i].ss.ss_family == AF_INET6];
+        if (*count < MAX_ADDRS / 2) {
+            lk->addrs[lk->naddrs++] = addrs[i];
+            ++*count;
+        }
+    }
     if (err == 0 && n > 0) {
-        memcpy(lk->addrs, addrs, lk->naddrs * sizeof(addrs[0]));
         cache_put(d, lk);
     } else {
         note_error(d, err ? err : PANTS_EAI_NODATA);
@@ -957,6 +965,8 @@ static void deliver_batch(pants_datagram_t *d, rbatch_t *b, int n)
             continue;
         }
         from->len = h->msg_namelen;
+        if (from->len == 0) /* an unbound Unix sender: the slot holds an older address */
+            from->ss.ss_family = AF_UNSPEC;
         unmap_v4(from);
         if (d->cb.on_read)
             d->cb.on_read(d, b->slots + (size_t)i * SLOT_SIZE, b->msgs[i].msg_len, from);

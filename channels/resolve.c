@@ -27,7 +27,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +42,9 @@
 #define MAX_TTL_S    86400      /* a day: longer TTLs are cut to it */
 
 typedef struct host_entry_s {
-    char *name;       /* as written in the hosts file */
-    pants_addr_t addr; /* its address, port 0 */
+    char *name;              /* as written in the hosts file */
+    int family;              /* AF_INET or AF_INET6 */
+    unsigned char raw[16];   /* its address (4 or 16 bytes) */
 } host_entry_t;
 
 typedef struct resolver_s {
@@ -74,39 +74,17 @@ struct pants__resolve_s {
 
 /* ---- The hosts file ----------------------------------------------------- */
 
-/* a from the raw address bytes of family (4 or 16 of them), port 0.  The
- * sockaddr is built on its own and copied in whole, never written through
- * a cast of a->ss (which strict aliasing would let the compiler reorder). */
-static void make_addr(pants_addr_t *a, int family, const void *raw)
+/* The family of the numeric address s, its bytes in raw; 0 if s is none. */
+static int parse_ip(const char *s, unsigned char raw[16])
 {
-    memset(a, 0, sizeof(*a));
-    if (family == AF_INET) {
-        struct sockaddr_in sin = {.sin_family = AF_INET};
-        memcpy(&sin.sin_addr, raw, sizeof(sin.sin_addr));
-        memcpy(&a->ss, &sin, sizeof(sin));
-        a->len = sizeof(sin);
-    } else {
-        struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
-        memcpy(&sin6.sin6_addr, raw, sizeof(sin6.sin6_addr));
-        memcpy(&a->ss, &sin6, sizeof(sin6));
-        a->len = sizeof(sin6);
-    }
-}
-
-static bool parse_ip(const char *s, pants_addr_t *a)
-{
-    unsigned char raw[16];
-
     if (inet_pton(AF_INET, s, raw) == 1)
-        make_addr(a, AF_INET, raw);
-    else if (inet_pton(AF_INET6, s, raw) == 1)
-        make_addr(a, AF_INET6, raw);
-    else
-        return false;
-    return true;
+        return AF_INET;
+    if (inet_pton(AF_INET6, s, raw) == 1)
+        return AF_INET6;
+    return 0;
 }
 
-static int add_host(resolver_t *r, const char *name, const pants_addr_t *a)
+static int add_host(resolver_t *r, const char *name, int family, const unsigned char raw[16])
 {
     host_entry_t *grown = realloc(r->hosts, (r->nhosts + 1) * sizeof(*grown));
 
@@ -116,7 +94,8 @@ static int add_host(resolver_t *r, const char *name, const pants_addr_t *a)
     grown[r->nhosts].name = strdup(name);
     if (grown[r->nhosts].name == NULL)
         return -ENOMEM;
-    grown[r->nhosts++].addr = *a;
+    grown[r->nhosts].family = family;
+    memcpy(grown[r->nhosts++].raw, raw, 16);
     return 0;
 }
 
@@ -131,14 +110,15 @@ static void load_hosts(resolver_t *r, const char *path)
         return;
     while (fgets(line, sizeof(line), f) != NULL) {
         char *save = NULL, *hash = strchr(line, '#');
-        pants_addr_t a;
+        unsigned char raw[16];
+        int family;
         if (hash != NULL)
             *hash = '\0';
         char *tok = strtok_r(line, " \t\r\n", &save);
-        if (tok == NULL || !parse_ip(tok, &a))
+        if (tok == NULL || (family = parse_ip(tok, raw)) == 0)
             continue;
         while ((tok = strtok_r(NULL, " \t\r\n", &save)) != NULL)
-            if (add_host(r, tok, &a) < 0)
+            if (add_host(r, tok, family, raw) < 0)
                 break;
     }
     fclose(f);
@@ -217,26 +197,14 @@ static resolver_t *loop_resolver(pants_loop_t *l)
 
 /* ---- One lookup --------------------------------------------------------- */
 
-/* The port sits at the same place in sockaddr_in and sockaddr_in6. */
-static void set_port(pants_addr_t *a, uint16_t port)
+/* One more address of the answer (port and all), if there is room. */
+static void keep(pants__resolve_t *q, int family, const void *raw)
 {
-    uint16_t net = htons(port);
-
-    memcpy((char *)&a->ss + offsetof(struct sockaddr_in, sin_port), &net, sizeof(net));
-}
-
-_Static_assert(offsetof(struct sockaddr_in, sin_port) == offsetof(struct sockaddr_in6, sin6_port),
-               "the port is where set_port writes it");
-
-static void keep(pants__resolve_t *q, const pants_addr_t *a)
-{
-    int fam = a->ss.ss_family == AF_INET ? Q_A : Q_AAAA;
+    int fam = family == AF_INET ? Q_A : Q_AAAA;
 
     if (q->n[fam] == MAX_ADDRS)
         return;
-    q->addrs[fam * MAX_ADDRS + q->n[fam]] = *a;
-    set_port(&q->addrs[fam * MAX_ADDRS + q->n[fam]], q->port);
-    q->n[fam]++;
+    pants__addr_set_ip(&q->addrs[fam * MAX_ADDRS + q->n[fam]++], family, raw, q->port);
 }
 
 static int map_dns_err(int e)
@@ -289,11 +257,8 @@ static void answered(pants__resolve_t *q, int which, int result, int count, int 
     q->dns_err[which] = result;
     if (result == DNS_ERR_NONE) {
         size_t size = which == Q_A ? 4 : 16;
-        for (int i = 0; i < count; i++) {
-            pants_addr_t a;
-            make_addr(&a, which == Q_A ? AF_INET : AF_INET6, (const char *)addresses + size * (size_t)i);
-            keep(q, &a);
-        }
+        for (int i = 0; i < count; i++)
+            keep(q, which == Q_A ? AF_INET : AF_INET6, (const char *)addresses + size * (size_t)i);
         if (count > 0 && ttl >= 0 && (uint32_t)ttl < q->ttl)
             q->ttl = (uint32_t)ttl;
     }
@@ -318,14 +283,20 @@ static void on_aaaa(int result, char type, int count, int ttl, void *addresses, 
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     pants__resolve_t *q = arg;
-    pants_addr_t *v4 = q->addrs, *v6 = q->addrs + MAX_ADDRS;
+    pants_addr_t addrs[Q_COUNT * MAX_ADDRS];
+    size_t n = q->err ? 0 : q->n[Q_A] + q->n[Q_AAAA];
+    pants__resolve_cb cb = q->cb;
+    void *cb_arg = q->arg;
+    int err = q->err;
+    uint32_t ttl = q->err ? 0 : q->ttl;
 
     (void)fd;
     (void)what;
-    memmove(v4 + q->n[Q_A], v6, q->n[Q_AAAA] * sizeof(*v6)); /* IPv4 first, then IPv6 */
-    q->cb(q->err, q->err ? NULL : q->addrs, q->err ? 0 : q->n[Q_A] + q->n[Q_AAAA],
-          q->err ? 0 : q->ttl, q->arg);
+    /* IPv4 first, then IPv6; q is gone before the call, whatever it does. */
+    memcpy(addrs, q->addrs, q->n[Q_A] * sizeof(addrs[0]));
+    memcpy(addrs + q->n[Q_A], q->addrs + MAX_ADDRS, q->n[Q_AAAA] * sizeof(addrs[0]));
     free(q);
+    cb(err, err ? NULL : addrs, n, ttl, cb_arg);
 }
 
 /* Known without asking a server: .invalid, the hosts file, localhost. */
@@ -339,13 +310,11 @@ static bool answer_locally(pants__resolve_t *q, resolver_t *r, const char *host)
     }
     for (size_t i = 0; i < r->nhosts; i++)
         if (same_name(host, n, r->hosts[i].name))
-            keep(q, &r->hosts[i].addr);
+            keep(q, r->hosts[i].family, r->hosts[i].raw);
     if (q->n[Q_A] + q->n[Q_AAAA] == 0 && has_suffix(host, "localhost")) {
-        pants_addr_t a;
-        parse_ip("127.0.0.1", &a);
-        keep(q, &a);
-        parse_ip("::1", &a);
-        keep(q, &a);
+        struct in_addr lo = {htonl(INADDR_LOOPBACK)};
+        keep(q, AF_INET, &lo);
+        keep(q, AF_INET6, &in6addr_loopback);
     }
     if (q->n[Q_A] + q->n[Q_AAAA] == 0)
         return false;
@@ -370,6 +339,12 @@ pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16
     q->ttl = MAX_TTL_S;
     event_assign(&q->done_ev, l->base, -1, 0, on_done, q);
     if (answer_locally(q, r, host)) {
+        event_active(&q->done_ev, 0, 0);
+        return q;
+    }
+    if (evdns_base_count_nameservers(r->dns) == 0) {
+        /* (a dns_server that is no address): a query would wait forever */
+        q->err = PANTS_EAI_FAIL;
         event_active(&q->done_ev, 0, 0);
         return q;
     }

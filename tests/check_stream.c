@@ -1566,6 +1566,23 @@ START_TEST(connect_by_dns_name)
 }
 END_TEST
 
+/* A name server option that is no address leaves evdns with no server: a
+ * lookup fails at once instead of waiting forever. */
+START_TEST(connect_without_name_server)
+{
+    pants_engine_options_t o = {.threads = 1, .dns_server = "not-an-address", .dns_timeout_ms = 3000};
+    pants_engine_t *e = engine_up(&o);
+    struct conn_test t = {0};
+    long long start = now_ms();
+
+    ck_assert_int_eq(ct_connect(e, &ct_cb, &t, "pants-test.example:80"), 0);
+    ck_assert(pt_wait(&t.closes, WAIT_MS));
+    ck_assert_int_eq(GET(t.first_err), PANTS_EAI_FAIL);
+    ck_assert_msg(t.err_at_ms - start < 2000, "took %lld ms", t.err_at_ms - start);
+    engine_down(e);
+}
+END_TEST
+
 /* Names under .localhost are the loopback (RFC 6761): no query goes out. */
 START_TEST(connect_dot_localhost)
 {
@@ -2601,6 +2618,7 @@ Suite *stream_suite(void)
     tcase_add_test(tc, connect_localhost);
     tcase_add_loop_test(tc, connect_by_dns_name, 0, 2);
     tcase_add_test(tc, connect_dot_localhost);
+    tcase_add_test(tc, connect_without_name_server);
     tcase_add_test(tc, resolving_when_never_run);
     tcase_add_loop_test(tc, end_while_connecting_delivers, 0, F_COUNT);
     tcase_add_loop_test(tc, end_while_connecting_fails, 0, 2);
