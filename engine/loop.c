@@ -66,6 +66,8 @@ bool pants__loop_has_started(pants_loop_t *l)
 
 bool pants__loop_has_finished(pants_loop_t *l)
 {
+    if (pants__current_loop == l) /* only this thread sets it while l runs */
+        return l->finished;
     pthread_mutex_lock(&l->queue_mu);
     bool finished = l->finished;
     pthread_mutex_unlock(&l->queue_mu);

@@ -62,10 +62,11 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ms from now, saturated (~292 years is forever). */
-static uint64_t due_in(uint64_t ms)
+/* ms in nanoseconds, saturated at ~292 years (forever), so that adding it
+ * to a monotonic time cannot overflow. */
+static uint64_t ms_to_ns(uint64_t ms)
 {
-    return ms < UINT64_MAX / 2000000u ? monotonic_ns() + ms * 1000000u : UINT64_MAX;
+    return ms < UINT64_MAX / 2000000u ? ms * 1000000u : UINT64_MAX / 2;
 }
 
 /* Arm t to fire once its due time has come, counted from now. */
@@ -152,9 +153,9 @@ static pants_timer_t *timer_new(pants_loop_t *l, enum timer_kind kind, uint64_t 
     t->arg = arg;
     t->kind = kind;
     if (ms > 0)
-        t->due_ns = due_in(ms);
+        t->due_ns = monotonic_ns() + ms_to_ns(ms);
     if (kind == TIMER_CYCLE)
-        t->interval_ns = ms < UINT64_MAX / 2000000u ? ms * 1000000u : UINT64_MAX / 2;
+        t->interval_ns = ms_to_ns(ms);
     event_assign(&t->ev, l->base, -1, 0, on_timer, t);
     pants__handle_start(&t->handle, l, &timer_ops, false);
     event_base_update_cache_time(l->base);
