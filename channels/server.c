@@ -29,15 +29,14 @@
 #define ACCEPTS_PER_WAKEUP 256
 #define EMFILE_BACKOFF_MS  100
 
-enum server_deferred {
-    D_LISTENED = 1, /* run on_listen */
-    D_FINISH = 2,   /* run on_close, release */
+enum server_pending {
+    P_LISTENED = 1, /* run on_listen */
+    P_FINISH = 2,   /* run on_close; the memory stays until the engine goes */
 };
 
 struct pants_server_s {
-    pants__handle_t handle;           /* on the acceptor's list (active) */
+    pants__handle_t handle;           /* on the acceptor's list (active); refs, pending work */
     pants_engine_t *engine;           /* owner */
-    int refs;                         /* references (atomic) */
     pants_server_callbacks_t cb;      /* the application's callbacks */
     pants_stream_callbacks_t conn_cb; /* given to every connection */
     void *data;                       /* the application's pointer */
@@ -46,19 +45,18 @@ struct pants_server_s {
     int family;                       /* its family: that of every connection */
     bool bound;                       /* listen succeeded once */
     bool closing;                     /* close asked: no more accepts */
-    bool finished;                    /* on_close ran or is about to */
+    bool finished;                    /* on_close ran or is about to (atomic) */
     bool armed;                       /* listen_ev is added */
     bool emfile_reported;             /* on_error told of this shortage */
     pants__bound_path_t unix_path;    /* socket file to remove on close */
     struct event listen_ev;           /* fd readable: accept */
     struct event backoff_ev;          /* resume accepting after EMFILE */
-    struct event defer_ev;            /* deferred callbacks */
-    unsigned deferred;                /* enum server_deferred bits */
     size_t conns;                     /* open connections (atomic) */
     pants_stream_t **heads;           /* per worker: its connections */
 };
 
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
+static void close_listener(pants_server_t *srv);
 
 /* pants__loop_enter for the server calls that are legal from any thread: a
  * running acceptor is reached by a post, without the misuse warning. */
@@ -71,46 +69,24 @@ static int acceptor_enter(pants_loop_t *acceptor)
 
 /* ---- References --------------------------------------------------------- */
 
-static void server_free(pants_server_t *srv)
+static void server_free(pants__handle_t *h)
 {
+    pants_server_t *srv = (pants_server_t *)h;
+
     pthread_mutex_destroy(&srv->mu);
     free(srv->heads);
     free(srv);
-    pants__live_add(-1);
-}
-
-static void server_ref(pants_server_t *srv)
-{
-    __atomic_add_fetch(&srv->refs, 1, __ATOMIC_RELAXED);
-}
-
-static void free_task(void *a, void *b, uintptr_t c)
-{
-    (void)b;
-    (void)c;
-    server_free(a);
 }
 
 static void server_unref(pants_server_t *srv)
 {
-    pants_loop_t *acceptor = srv->engine->acceptor;
-
-    if (__atomic_sub_fetch(&srv->refs, 1, __ATOMIC_ACQ_REL) != 0)
-        return;
-    if (pants__loop_is_current(acceptor) || pants__loop_post(acceptor, free_task, srv, NULL, 0) < 0)
-        server_free(srv);
+    pants__handle_unref(&srv->handle);
 }
 
 /* Post fn(srv, b, c) to l holding a reference for the task. */
 static int post_with_ref(pants_loop_t *l, pants__task_fn fn, pants_server_t *srv, void *b, uintptr_t c)
 {
-    int rc;
-
-    server_ref(srv);
-    rc = pants__loop_post(l, fn, srv, b, c);
-    if (rc < 0)
-        server_unref(srv);
-    return rc;
+    return pants__handle_post(&srv->handle, l, fn, b, c);
 }
 
 /* ---- Accessors ---------------------------------------------------------- */
@@ -191,13 +167,7 @@ void pants__server_accepted(pants_server_t *srv, pants_stream_t *s)
         srv->cb.on_accept(srv, s);
 }
 
-/* ---- Deferred callbacks, finishing -------------------------------------- */
-
-static void defer(pants_server_t *srv, unsigned what)
-{
-    srv->deferred |= what;
-    event_active(&srv->defer_ev, 0, 0);
-}
+/* ---- Pending callbacks, finishing -------------------------------------- */
 
 /* A closed server waiting for the engine's end: only its memory is left. */
 static void closed_server_release(pants__handle_t *h)
@@ -205,19 +175,19 @@ static void closed_server_release(pants__handle_t *h)
     server_unref((pants_server_t *)h);
 }
 
-static const pants__handle_ops_t closed_server_ops = {"closed server", NULL, NULL, closed_server_release};
+static const pants__handle_ops_t closed_server_ops = {
+    .name = "closed server",
+    .release = closed_server_release,
+    .free = server_free,
+};
 
-static void server_on_deferred(evutil_socket_t fd, short what, void *arg)
+static void server_run_pending(pants__handle_t *h, unsigned bits)
 {
-    pants_server_t *srv = arg;
-    unsigned d = srv->deferred;
+    pants_server_t *srv = (pants_server_t *)h;
 
-    (void)fd;
-    (void)what;
-    srv->deferred = 0;
-    if ((d & D_LISTENED) && !srv->closing && srv->cb.on_listen)
+    if ((bits & P_LISTENED) && !srv->closing && srv->cb.on_listen)
         srv->cb.on_listen(srv);
-    if (d & D_FINISH) {
+    if (bits & P_FINISH) {
         if (srv->cb.on_close)
             srv->cb.on_close(srv);
         /* Closed for good, but the memory stays until the engine is freed,
@@ -231,11 +201,12 @@ static void server_on_deferred(evutil_socket_t fd, short what, void *arg)
 /* Closed and no connection left: on_close, from the acceptor's loop. */
 static void maybe_finish(pants_server_t *srv)
 {
-    if (!srv->closing || srv->finished || __atomic_load_n(&srv->conns, __ATOMIC_ACQUIRE) != 0)
+    if (!srv->closing || __atomic_load_n(&srv->finished, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&srv->conns, __ATOMIC_ACQUIRE) != 0)
         return;
-    srv->finished = true;
-    srv->deferred &= ~(unsigned)D_LISTENED;
-    defer(srv, D_FINISH);
+    __atomic_store_n(&srv->finished, true, __ATOMIC_RELEASE);
+    srv->handle.pending &= (uint16_t)~P_LISTENED;
+    pants__handle_defer(&srv->handle, P_FINISH);
 }
 
 static void check_finish_task(void *a, void *b, uintptr_t c)
@@ -248,23 +219,41 @@ static void check_finish_task(void *a, void *b, uintptr_t c)
 
 /* ---- Accepting ---------------------------------------------------------- */
 
+/* Watching the listener failed: say so, and close the server (it could
+ * never accept again). */
+static void watch_failed(pants_server_t *srv, int err)
+{
+    if (srv->cb.on_error)
+        srv->cb.on_error(srv, err);
+    server_close_on_acceptor(srv, true);
+}
+
 static void on_backoff_over(evutil_socket_t fd, short what, void *arg)
 {
     pants_server_t *srv = arg;
+    int rc;
 
     (void)fd;
     (void)what;
-    if (!srv->closing && srv->armed)
-        event_add(&srv->listen_ev, NULL);
+    if (srv->closing || !srv->armed)
+        return;
+    rc = pants__event_add(&srv->listen_ev, NULL);
+    if (rc < 0)
+        watch_failed(srv, rc);
 }
 
 /* Out of descriptors or memory: tell once, pause accepting briefly. */
 static void accept_backoff(pants_server_t *srv, int err)
 {
     struct timeval tv = {0, EMFILE_BACKOFF_MS * 1000};
+    int rc;
 
     event_del(&srv->listen_ev);
-    evtimer_add(&srv->backoff_ev, &tv);
+    rc = pants__event_add(&srv->backoff_ev, &tv);
+    if (rc < 0) {
+        watch_failed(srv, rc);
+        return;
+    }
     if (srv->emfile_reported)
         return;
     srv->emfile_reported = true;
@@ -283,7 +272,7 @@ static void hand_off(pants_server_t *srv, int fd)
     pants_loop_t *l = pants__engine_accept_loop(srv->engine);
 
     __atomic_add_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL);
-    server_ref(srv);
+    pants__handle_ref(&srv->handle);
     if (pants__loop_post(l, adopt_task, srv, l, (uintptr_t)fd) < 0) {
         close(fd);
         pants__server_conn_closed(srv, NULL);
@@ -314,24 +303,34 @@ static void on_acceptable(evutil_socket_t lfd, short what, void *arg)
 
 /* ---- Listening ---------------------------------------------------------- */
 
-/* Start watching the bound socket (acceptor thread, or before it runs). */
-static void arm(pants_server_t *srv)
+/* Start watching the bound socket (acceptor thread, or before it runs).
+ * 0 or a negative errno. */
+static int arm(pants_server_t *srv)
 {
-    if (srv->closing || srv->armed)
-        return;
     pants_loop_t *acceptor = srv->engine->acceptor;
+    int rc;
+
+    if (srv->closing || srv->armed)
+        return 0;
     event_assign(&srv->listen_ev, acceptor->base, srv->fd, EV_READ | EV_PERSIST, on_acceptable, srv);
-    event_add(&srv->listen_ev, NULL);
+    rc = pants__event_add(&srv->listen_ev, NULL);
+    if (rc < 0)
+        return rc;
     srv->armed = true;
-    defer(srv, D_LISTENED);
+    pants__handle_defer(&srv->handle, P_LISTENED);
+    return 0;
 }
 
 static void arm_task(void *a, void *b, uintptr_t c)
 {
+    pants_server_t *srv = a;
+    int rc = arm(srv);
+
     (void)b;
     (void)c;
-    arm(a);
-    server_unref(a);
+    if (rc < 0)
+        watch_failed(srv, rc);
+    server_unref(srv);
 }
 
 static int listen_socket(int family, bool any)
@@ -408,13 +407,17 @@ int pants_server_listen(pants_server_t *srv, const char *address, int backlog)
     if (rc < 0)
         return rc;
     entered = acceptor_enter(acceptor);
-    if (entered >= 0) {
-        arm(srv);
-        pants__loop_leave(acceptor, entered);
-    } else {
-        post_with_ref(acceptor, arm_task, srv, NULL, 0);
+    if (entered < 0) { /* the acceptor runs: it arms srv */
+        rc = post_with_ref(acceptor, arm_task, srv, NULL, 0);
+        if (rc < 0)
+            close_listener(srv);
+        return rc;
     }
-    return 0;
+    rc = arm(srv);
+    if (rc < 0)
+        close_listener(srv); /* it never listened: the call fails, nothing follows */
+    pants__loop_leave(acceptor, entered);
+    return rc;
 }
 
 /* ---- Closing ------------------------------------------------------------ */
@@ -560,42 +563,35 @@ static void server_release(pants__handle_t *h)
     pants_server_t *srv = (pants_server_t *)h;
 
     close_listener(srv);
-    event_del(&srv->defer_ev);
     server_unref(srv);
 }
 
-static const pants__handle_ops_t server_ops = {"server", server_stop, server_stop, server_release};
-
-static void register_task(void *a, void *b, uintptr_t c)
-{
-    pants_server_t *srv = a;
-
-    (void)b;
-    (void)c;
-    pants__handle_start(&srv->handle, srv->engine->acceptor, &server_ops, true);
-    server_unref(srv);
-}
+static const pants__handle_ops_t server_ops = {
+    .name = "server",
+    .stop = server_stop,
+    .kill = server_stop,
+    .release = server_release,
+    .run_pending = server_run_pending,
+    .free = server_free,
+};
 
 pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks_t *cb,
                                  const pants_stream_callbacks_t *conn_cb, void *data)
 {
     pants_server_t *srv;
-    int entered;
+    int rc;
 
     if (e == NULL) {
         errno = EINVAL;
         return NULL;
     }
-    entered = acceptor_enter(e->acceptor);
     srv = calloc(1, sizeof(*srv));
     if (srv == NULL || (srv->heads = calloc(e->nloops, sizeof(*srv->heads))) == NULL) {
         free(srv);
-        pants__loop_leave(e->acceptor, entered);
         errno = ENOMEM;
         return NULL;
     }
     srv->engine = e;
-    srv->refs = 1;
     srv->fd = -1;
     if (cb)
         srv->cb = *cb;
@@ -603,19 +599,14 @@ pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks
         srv->conn_cb = *conn_cb;
     srv->data = data;
     pthread_mutex_init(&srv->mu, NULL);
-    event_assign(&srv->defer_ev, e->acceptor->base, -1, 0, server_on_deferred, srv);
     evtimer_assign(&srv->backoff_ev, e->acceptor->base, on_backoff_over, srv);
-    pants__live_add(1);
-    if (entered >= 0) {
-        pants__handle_start(&srv->handle, e->acceptor, &server_ops, true);
-        pants__loop_leave(e->acceptor, entered);
-        return srv;
-    }
-    /* Another thread while the acceptor runs: it registers srv.  If it has
-     * finished already, nothing would ever close or free srv. */
-    int rc = post_with_ref(e->acceptor, register_task, srv, NULL, 0);
+    pants__handle_init(&srv->handle, e->acceptor, &server_ops);
+    /* From another thread while the acceptor runs, it registers srv; once
+     * it has finished, nothing would ever close or free srv. */
+    rc = pants__handle_register(&srv->handle, true);
     if (rc < 0) {
-        server_free(srv);
+        server_free(&srv->handle);
+        pants__live_add(-1);
         errno = -rc;
         return NULL;
     }

@@ -1,24 +1,28 @@
 /* stream.c -- a connected byte stream, TCP or Unix, pinned to one loop.
  *
- * One edge-triggered libevent event per socket covers reading, writing and
- * the end of a non-blocking connect, so no epoll_ctl is made per message.
- * A wake-up reads as much as is there into the loop's scratch buffer and
- * cuts frames straight out of it; only the bytes of an incomplete frame are
- * copied into the stream's own input buffer (buffer/inbuf.c).  Writes made while the stream's
- * own callbacks run are staged in the loop's write scratch and sent with
- * one send() when the wake-up ends; what the kernel does not take waits in
- * an evbuffer (which also carries sendfile segments) until the socket is
- * writable again.  So the hot path of an echo allocates nothing and makes
- * one read and one write per wake-up.
+ * A stream is a handle of its loop (engine/: references, pending work,
+ * the close that runs on_close exactly once and last) with one
+ * edge-triggered libevent event on its socket for reading, writing and the
+ * end of a non-blocking connect, so no epoll_ctl is made per message.
+ *
+ * Reading: a wake-up reads what is there into the loop's scratch buffer
+ * and cuts frames straight out of it; only the bytes of an incomplete frame
+ * are copied into the stream's own input buffer (buffer/inbuf.c).
+ * Writing: everything goes through the stream's one write queue
+ * (wqueue.c) and its transport; writes made while the stream's own I/O
+ * callback runs are staged and leave in one system call when it ends, so
+ * the hot path of an echo allocates nothing, copies nothing and makes one
+ * read and one write per wake-up.
  *
  * Life cycle: new -> (resolving) -> connecting -> open -> closed.  Closing
- * releases the socket at once; on_close runs from the loop afterwards,
- * exactly once and last, and the memory goes when the last reference does.
+ * releases the socket at once; on_close runs from the loop afterwards, and
+ * the memory goes when the last reference does.  What only a client needs
+ * (the name, the addresses left to try, the connect timer) lives in a
+ * dial record made by connect, so an accepted connection does not carry it.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -27,14 +31,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-
 #include "channels-internal.h"
 #include "inbuf-internal.h"
+#include "wqueue-internal.h"
 
 #define DEFAULT_READ_LIMIT (64 * 1024)
 #define READS_PER_WAKEUP   16 /* then let the other streams run */
-#define STAGE_MAX          PANTS__SCRATCH_SIZE
+#define FLUSH_ROUNDS       4  /* on_write may write again: flush that too, this often */
 
 enum stream_state {
     S_NEW,        /* not connected yet */
@@ -44,81 +47,73 @@ enum stream_state {
     S_CLOSED,     /* closed; on_close pending or done */
 };
 
-enum deferred {
-    D_CONNECT_ERROR = 1, /* deliver connect_err */
-    D_CLOSE = 2,         /* run on_close, release */
-    D_RESOLVE = 4,       /* ask the loop's resolver for host */
+enum pending {
+    P_CONNECT_ERROR = 1, /* deliver the dial's error */
+    P_RESOLVE = 2,       /* ask the loop's resolver for the dial's host */
 };
 
-struct pants_stream_s {
-    pants__handle_t handle;      /* on the loop's list (active) */
-    pants_loop_t *loop;          /* its loop; set once, read from any thread */
-    int refs;                    /* references (atomic); the open stream holds one */
-    enum stream_state state;     /* life cycle */
-    int fd;                      /* the socket, or -1 */
-    int family;                  /* AF_INET/AF_INET6/AF_UNIX, or AF_UNSPEC */
-    struct event ev;             /* fd: read | write | edge-triggered */
-    struct event defer_ev;       /* runs deferred callbacks from the loop */
-    unsigned deferred;           /* enum deferred bits pending on defer_ev */
-    int connect_err;             /* error for D_CONNECT_ERROR */
-    pants_stream_callbacks_t cb; /* the application's callbacks */
-    void *data;                  /* the application's pointer */
-    pants_server_t *server;      /* accepting server, or NULL */
-    pants_stream_t *srv_prev;    /* the server's list of connections on this loop */
-    pants_stream_t *srv_next;
-    pants__inbuf_t in;         /* bytes of an incomplete frame */
-    struct evbuffer *out;      /* bytes the kernel did not take yet (lazy) */
-    size_t staged;             /* bytes in the loop's write scratch (in_io only) */
-    pants__framer_t framer;    /* the read delimiter */
-    size_t read_limit;         /* most bytes that may wait for a frame */
-    char *host;                /* name to look up (D_RESOLVE pending), or NULL */
+/* What a connect needs while it is under way (client streams only). */
+typedef struct dial_s {
+    char *host;                /* name to look up (P_RESOLVE pending), or NULL */
     uint16_t port;             /* its port */
     pants__resolve_t *resolve; /* lookup in flight */
     pants_addr_t *candidates;  /* addresses left to try after a failure */
     size_t ncandidates;        /* how many */
-    bool in_io;                /* its own I/O callback runs: writes are staged */
-    bool ending;               /* end(): close once everything is sent */
-    bool want_on_write;        /* something was written since the last on_write */
-    bool hup_seen;             /* the peer's FIN was signalled: a short read is not the end */
-    bool paused;               /* pause_reading: no read, no on_read until resume */
-    uint64_t connect_timeout_ms;  /* bound on a connect, lookup included; 0 = none */
-    struct event *connect_timer;  /* armed while connecting (lazy), or NULL */
+    int err;                   /* error for P_CONNECT_ERROR */
+    uint64_t timeout_ms;       /* bound on a connect, lookup included; 0 = none */
+    struct event timer;        /* that bound, armed while connecting */
+} dial_t;
+
+struct pants_stream_s {
+    pants__handle_t handle;              /* life cycle; handle.loop is set once, read anywhere */
+    struct event ev;                     /* the socket: read | write | closed, edge-triggered */
+    int fd;                              /* the socket, or -1 */
+    unsigned char state;                 /* enum stream_state */
+    unsigned char family;                /* AF_INET/AF_INET6/AF_UNIX, or AF_UNSPEC */
+    bool in_io : 1;                      /* its own I/O callback runs: writes are staged */
+    bool ending : 1;                     /* end(): close once everything is sent */
+    bool want_on_write : 1;              /* something was written since the last on_write */
+    bool hup_seen : 1;                   /* the peer's FIN was signalled: a short read is not the end */
+    bool paused : 1;                     /* pause_reading: no read, no on_read until resume */
+    bool owns_cb : 1;                    /* cb is our own copy (else the server's table) */
+    const pants_stream_callbacks_t *cb;  /* the application's callbacks */
+    void *data;                          /* the application's pointer */
+    pants_server_t *server;              /* accepting server, or NULL */
+    pants_stream_t *srv_prev;            /* the server's list of connections on this loop */
+    pants_stream_t *srv_next;
+    pants__inbuf_t in;                   /* bytes of an incomplete frame */
+    pants__wq_t wq;                      /* bytes and files not yet sent, in order */
+    const pants__transport_t *tp;        /* how bytes go in and out */
+    pants__framer_t framer;              /* the read delimiter */
+    size_t read_limit;                   /* most bytes that may wait for a frame */
+    dial_t *dial;                        /* connect state, or NULL */
 };
 
+static const pants_stream_callbacks_t no_callbacks; /* cb of a stream given none */
+
 static void stream_on_io(evutil_socket_t fd, short what, void *arg);
-static void stream_flush(pants_stream_t *s);
 static void stream_close_now(pants_stream_t *s);
 static int stream_end(pants_stream_t *s);
 static void start_lookup(pants_stream_t *s);
+static void connect_error(pants_stream_t *s, int err);
+
+static inline pants_loop_t *loop_of(const pants_stream_t *s)
+{
+    return s->handle.loop;
+}
 
 /* ---- References and accessors ------------------------------------------ */
-
-static void stream_free(pants_stream_t *s)
-{
-    free(s);
-    pants__live_add(-1);
-}
-
-static void free_task(void *a, void *b, uintptr_t c)
-{
-    (void)b;
-    (void)c;
-    stream_free(a);
-}
 
 void pants_stream_ref(pants_stream_t *s)
 {
     if (s)
-        __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+        pants__handle_ref(&s->handle);
 }
 
 void pants_stream_unref(pants_stream_t *s)
 {
-    if (s == NULL || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
-        return;
-    /* Free on the owning loop; if it is gone, nobody else can race us. */
-    if (pants__loop_is_current(s->loop) || pants__loop_post(s->loop, free_task, s, NULL, 0) < 0)
-        stream_free(s);
+    if (s)
+        pants__handle_unref(&s->handle);
 }
 
 void pants_stream_set_data(pants_stream_t *s, void *data)
@@ -132,19 +127,47 @@ void *pants_stream_data(const pants_stream_t *s)
     return s ? s->data : NULL;
 }
 
+/* The callbacks as our own copy, when owns_cb says they are. */
+static pants_stream_callbacks_t *own_callbacks(const pants_stream_t *s)
+{
+    return (pants_stream_callbacks_t *)(uintptr_t)s->cb;
+}
+
+/* Our own copy of the callbacks (a connection shares its server's table
+ * until it is given others).  0 or -ENOMEM (the old ones stay). */
+static int set_callbacks(pants_stream_t *s, const pants_stream_callbacks_t *cb)
+{
+    pants_stream_callbacks_t *own;
+
+    if (cb == NULL) {
+        if (s->owns_cb)
+            free(own_callbacks(s));
+        s->owns_cb = false;
+        s->cb = &no_callbacks;
+        return 0;
+    }
+    if (s->owns_cb) {
+        *own_callbacks(s) = *cb;
+        return 0;
+    }
+    own = malloc(sizeof(*own));
+    if (own == NULL)
+        return -ENOMEM;
+    *own = *cb;
+    s->cb = own;
+    s->owns_cb = true;
+    return 0;
+}
+
 void pants_stream_set_callbacks(pants_stream_t *s, const pants_stream_callbacks_t *cb)
 {
-    if (s == NULL)
-        return;
-    if (cb)
-        s->cb = *cb;
-    else
-        memset(&s->cb, 0, sizeof(s->cb));
+    if (s != NULL)
+        set_callbacks(s, cb);
 }
 
 pants_loop_t *pants_stream_loop(const pants_stream_t *s)
 {
-    return s ? s->loop : NULL;
+    return s ? loop_of(s) : NULL;
 }
 
 pants_server_t *pants_stream_server(const pants_stream_t *s)
@@ -173,9 +196,7 @@ int pants_stream_local_address(const pants_stream_t *s, pants_addr_t *a)
 
 size_t pants_stream_pending(const pants_stream_t *s)
 {
-    if (s == NULL)
-        return 0;
-    return s->staged + (s->out ? evbuffer_get_length(s->out) : 0);
+    return s ? pants__wq_pending(&s->wq, loop_of(s)) : 0;
 }
 
 bool pants_stream_is_connected(const pants_stream_t *s)
@@ -205,59 +226,59 @@ pants_stream_t **pants__stream_srv_prev(pants_stream_t *s)
 
 /* ---- Closing ------------------------------------------------------------ */
 
-static void defer(pants_stream_t *s, unsigned what)
-{
-    s->deferred |= what;
-    event_active(&s->defer_ev, 0, 0);
-}
-
 static void disarm_connect_timer(pants_stream_t *s)
 {
-    if (s->connect_timer)
-        event_del(s->connect_timer);
+    if (s->dial)
+        event_del(&s->dial->timer);
 }
 
-static void release_io(pants_stream_t *s)
+/* Forget what a connect under way holds: lookup, addresses, name. */
+static void dial_reset(dial_t *d)
 {
-    disarm_connect_timer(s);
-    if (s->resolve) {
-        pants__resolve_cancel(s->resolve);
-        s->resolve = NULL;
+    if (d->resolve) {
+        pants__resolve_cancel(d->resolve);
+        d->resolve = NULL;
     }
+    free(d->candidates);
+    d->candidates = NULL;
+    d->ncandidates = 0;
+    free(d->host);
+    d->host = NULL;
+}
+
+static void dial_free(pants_stream_t *s)
+{
+    if (s->dial == NULL)
+        return;
+    dial_reset(s->dial);
+    event_del(&s->dial->timer);
+    free(s->dial);
+    s->dial = NULL;
+}
+
+static void close_socket(pants_stream_t *s)
+{
     if (s->fd >= 0) {
         event_del(&s->ev);
         close(s->fd);
         s->fd = -1;
     }
-    free(s->candidates);
-    s->candidates = NULL;
-    s->ncandidates = 0;
-    free(s->host);
-    s->host = NULL;
+}
+
+static void release_io(pants_stream_t *s)
+{
+    disarm_connect_timer(s);
+    if (s->dial)
+        dial_reset(s->dial);
+    close_socket(s);
 }
 
 static void free_buffers(pants_stream_t *s)
 {
-    if (s->connect_timer)
-        event_free(s->connect_timer);
-    s->connect_timer = NULL;
+    dial_free(s);
     pants__inbuf_deinit(&s->in);
-    if (s->out)
-        evbuffer_free(s->out);
-    s->out = NULL;
+    pants__wq_clear(&s->wq, loop_of(s));
     pants__framer_deinit(&s->framer);
-}
-
-/* The last step: on_close, then the stream leaves its loop and server. */
-static void finish_close(pants_stream_t *s)
-{
-    if (s->cb.on_close)
-        s->cb.on_close(s);
-    free_buffers(s);
-    if (s->server)
-        pants__server_conn_closed(s->server, s);
-    pants__handle_finish(&s->handle);
-    pants_stream_unref(s);
 }
 
 static void stream_close_now(pants_stream_t *s)
@@ -265,58 +286,33 @@ static void stream_close_now(pants_stream_t *s)
     if (s->state == S_CLOSED)
         return;
     s->state = S_CLOSED;
-    s->staged = 0;
-    s->deferred = 0;
-    if (s->out)
-        evbuffer_drain(s->out, evbuffer_get_length(s->out)); /* queued data is dropped */
+    pants__wq_clear(&s->wq, loop_of(s)); /* queued data is dropped */
     release_io(s);
-    defer(s, D_CLOSE);
-}
-
-/* The connect failed for good: on_connect_error, after which the stream
- * may connect again; without one it closes, and so does a stream that was
- * ended meanwhile (end promised on_close). */
-static void connect_error(pants_stream_t *s, int err)
-{
-    bool keep = s->cb.on_connect_error != NULL && !s->ending;
-
-    disarm_connect_timer(s);
-    s->state = S_NEW;
-    if (s->cb.on_connect_error)
-        s->cb.on_connect_error(s, err);
-    if (!keep)
-        stream_close_now(s);
-}
-
-static void stream_on_deferred(evutil_socket_t fd, short what, void *arg)
-{
-    pants_stream_t *s = arg;
-    unsigned d = s->deferred;
-
-    (void)fd;
-    (void)what;
-    s->deferred = 0;
-    if (d & D_CLOSE) {
-        finish_close(s);
-        return;
-    }
-    if ((d & D_CONNECT_ERROR) && s->state == S_CONNECTING)
-        connect_error(s, s->connect_err);
-    if ((d & D_RESOLVE) && s->state == S_RESOLVING)
-        start_lookup(s);
+    pants__handle_close(&s->handle);
 }
 
 /* An I/O error other than EOF or reset: tell the application, then close. */
 static void stream_fail(pants_stream_t *s, int err)
 {
-    if (s->cb.on_error)
-        s->cb.on_error(s, err);
+    if (s->state == S_CLOSED)
+        return;
+    if (s->cb->on_error)
+        s->cb->on_error(s, err);
     stream_close_now(s);
 }
 
 static bool is_reset(int err)
 {
     return err == ECONNRESET || err == EPIPE || err == ENOTCONN;
+}
+
+/* A socket error: a reset closes quietly, anything else is an error. */
+static void io_error(pants_stream_t *s, int err)
+{
+    if (is_reset(-err))
+        stream_close_now(s);
+    else
+        stream_fail(s, err);
 }
 
 static void close_posted(pants_stream_t *s, void *arg)
@@ -331,17 +327,48 @@ void pants_stream_close(pants_stream_t *s)
 
     if (s == NULL)
         return;
-    entered = pants__loop_enter(s->loop, "pants_stream_close");
+    entered = pants__loop_enter(loop_of(s), "pants_stream_close");
     if (entered < 0) {
         /* Misuse, but closing must not be lost: hand it to the owner. */
         pants_stream_post(s, close_posted, NULL);
         return;
     }
     stream_close_now(s);
-    pants__loop_leave(s->loop, entered);
+    pants__loop_leave(loop_of(s), entered);
 }
 
-/* ---- Handle operations (engine stop) ------------------------------------ */
+/* ---- Handle operations -------------------------------------------------- */
+
+static void stream_run_pending(pants__handle_t *h, unsigned bits)
+{
+    pants_stream_t *s = (pants_stream_t *)h;
+
+    if ((bits & P_CONNECT_ERROR) && s->state == S_CONNECTING)
+        connect_error(s, s->dial->err);
+    if ((bits & P_RESOLVE) && s->state == S_RESOLVING)
+        start_lookup(s);
+}
+
+/* The last step: on_close, then the stream leaves its server. */
+static void stream_closed(pants__handle_t *h)
+{
+    pants_stream_t *s = (pants_stream_t *)h;
+
+    if (s->cb->on_close)
+        s->cb->on_close(s);
+    free_buffers(s);
+    if (s->server)
+        pants__server_conn_closed(s->server, s);
+}
+
+static void stream_free(pants__handle_t *h)
+{
+    pants_stream_t *s = (pants_stream_t *)h;
+
+    if (s->owns_cb)
+        free(own_callbacks(s));
+    free(s);
+}
 
 static void stream_stop(pants__handle_t *h)
 {
@@ -364,46 +391,43 @@ static void stream_release(pants__handle_t *h)
     pants_stream_t *s = (pants_stream_t *)h;
 
     release_io(s);
-    event_del(&s->defer_ev);
     free_buffers(s);
-    if (s->server) /* still a handle: finish_close has not told the server */
+    if (s->server) /* still a handle: stream_closed has not told the server */
         pants__server_conn_closed(s->server, s);
-    stream_free(s);
+    pants__handle_unref(h);
 }
 
-static const pants__handle_ops_t stream_ops = {"stream", stream_stop, stream_kill, stream_release};
+static const pants__handle_ops_t stream_ops = {
+    .name = "stream",
+    .stop = stream_stop,
+    .kill = stream_kill,
+    .release = stream_release,
+    .run_pending = stream_run_pending,
+    .closed = stream_closed,
+    .free = stream_free,
+};
 
 /* ---- Creation ----------------------------------------------------------- */
 
-static void stream_init(pants_stream_t *s, pants_loop_t *l, const pants_stream_callbacks_t *cb, void *data)
+static void stream_init(pants_stream_t *s, pants_loop_t *l, void *data)
 {
-    s->refs = 1;
+    pants__handle_init(&s->handle, l, &stream_ops);
     s->state = S_NEW;
     s->fd = -1;
     s->family = AF_UNSPEC;
-    if (cb)
-        s->cb = *cb;
+    s->cb = &no_callbacks;
     s->data = data;
     s->read_limit = DEFAULT_READ_LIMIT;
+    s->tp = &pants__plain_transport;
     pants__framer_init(&s->framer);
     pants__inbuf_init(&s->in);
-    event_assign(&s->defer_ev, l->base, -1, 0, stream_on_deferred, s);
-    pants__live_add(1);
-}
-
-static void register_task(void *a, void *b, uintptr_t c)
-{
-    pants_stream_t *s = a;
-
-    (void)b;
-    (void)c;
-    pants__handle_start(&s->handle, s->loop, &stream_ops, true);
+    pants__wq_init(&s->wq);
 }
 
 pants_stream_t *pants_stream_new(pants_loop_t *l, const pants_stream_callbacks_t *cb, void *data)
 {
     pants_stream_t *s;
-    int entered, rc;
+    int rc;
 
     if (l == NULL) {
         errno = EINVAL;
@@ -412,38 +436,28 @@ pants_stream_t *pants_stream_new(pants_loop_t *l, const pants_stream_callbacks_t
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
-    s->loop = l;
-    stream_init(s, l, cb, data);
-    /* Legal from any thread: a running loop is reached by a post, without
-     * pants__loop_enter's misuse warning. */
-    if (!pants__loop_is_current(l) && pants__loop_has_started(l))
-        entered = -EPERM;
-    else
-        entered = pants__loop_enter(l, "pants_stream_new");
-    if (entered >= 0) {
-        pants__handle_start(&s->handle, l, &stream_ops, true);
-        pants__loop_leave(l, entered);
-        return s;
-    }
-    /* Another thread while l runs: l registers it, in order with posts. */
-    rc = pants__loop_post(l, register_task, s, NULL, 0);
+    stream_init(s, l, data);
+    rc = set_callbacks(s, cb);
+    if (rc == 0)
+        rc = pants__handle_register(&s->handle, true);
     if (rc < 0) {
         pants__framer_deinit(&s->framer);
-        stream_free(s);
+        stream_free(&s->handle);
+        pants__live_add(-1);
         errno = -rc;
         return NULL;
     }
     return s;
 }
 
-/* Start the I/O event of a socket that is connecting or connected. */
-static void watch_fd(pants_stream_t *s, int fd)
+/* Watch the socket of a stream that is connecting or connected. */
+static int watch_fd(pants_stream_t *s, int fd)
 {
     short what = EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED;
 
     s->fd = fd;
-    event_assign(&s->ev, s->loop->base, fd, what, stream_on_io, s);
-    event_add(&s->ev, NULL);
+    event_assign(&s->ev, loop_of(s)->base, fd, what, stream_on_io, s);
+    return pants__event_add(&s->ev, NULL);
 }
 
 static void set_nodelay(int fd, int family)
@@ -457,47 +471,67 @@ static void set_nodelay(int fd, int family)
 void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
 {
     pants_stream_t *s = l->stopping ? NULL : calloc(1, sizeof(*s));
+    int rc;
 
     if (s == NULL) {
         close(fd);
         pants__server_conn_closed(srv, NULL);
         return;
     }
-    s->loop = l;
-    stream_init(s, l, pants__server_conn_callbacks(srv), NULL);
+    stream_init(s, l, NULL);
     s->server = srv;
+    s->cb = pants__server_conn_callbacks(srv);
     s->state = S_OPEN;
-    s->family = pants__server_family(srv); /* no getsockname per connection */
+    s->family = (unsigned char)pants__server_family(srv); /* no getsockname per connection */
     pants__server_conn_opened(srv, s);
     pants__handle_start(&s->handle, l, &stream_ops, true);
-    watch_fd(s, fd);
+    s->fd = fd;
+    event_assign(&s->ev, l->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED, stream_on_io, s);
     pants__server_accepted(srv, s);
-    if (s->state == S_OPEN && s->cb.on_connect)
-        s->cb.on_connect(s);
+    if (s->state != S_OPEN)
+        return;
+    rc = pants__event_add(&s->ev, NULL);
+    if (rc < 0)
+        stream_fail(s, rc);
+    else if (s->cb->on_connect)
+        s->cb->on_connect(s);
 }
 
 /* ---- Connecting --------------------------------------------------------- */
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg);
+
+/* The dial record, made before a connect sets anything in motion. */
+static dial_t *ensure_dial(pants_stream_t *s)
+{
+    if (s->dial == NULL) {
+        s->dial = calloc(1, sizeof(*s->dial));
+        if (s->dial != NULL)
+            evtimer_assign(&s->dial->timer, loop_of(s)->base, on_connect_timeout, s);
+    }
+    return s->dial;
+}
 
 static void try_next_or_fail(pants_stream_t *s, int err);
 
 static void connect_failed(pants_stream_t *s, int err)
 {
-    if (s->ncandidates > 0) { /* from the loop: a resolved name's next address */
+    if (s->dial->ncandidates > 0) { /* from the loop: a resolved name's next address */
         try_next_or_fail(s, err);
         return;
     }
     s->state = S_CONNECTING;
-    s->connect_err = err;
-    defer(s, D_CONNECT_ERROR);
+    s->dial->err = err;
+    pants__handle_defer(&s->handle, P_CONNECT_ERROR);
 }
 
 /* Start a non-blocking connect to a; its end shows as the socket becoming
  * writable.  Errors are delivered from the loop, never from here. */
 static void connect_to(pants_stream_t *s, const pants_addr_t *a)
 {
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc;
 
-    s->family = a->ss.ss_family;
+    s->family = (unsigned char)a->ss.ss_family;
     if (fd < 0) {
         connect_failed(s, -errno);
         return;
@@ -512,45 +546,69 @@ static void connect_to(pants_stream_t *s, const pants_addr_t *a)
         return;
     }
     s->state = S_CONNECTING;
-    watch_fd(s, fd);
+    rc = watch_fd(s, fd);
+    if (rc < 0) {
+        close_socket(s);
+        connect_failed(s, rc);
+    }
 }
 
 /* A lookup or connect failed: try the next address, or report err. */
 static void try_next_or_fail(pants_stream_t *s, int err)
 {
-    if (s->ncandidates > 0) {
-        pants_addr_t a = s->candidates[0];
-        memmove(s->candidates, s->candidates + 1, --s->ncandidates * sizeof(a));
+    dial_t *d = s->dial;
+
+    if (d->ncandidates > 0) {
+        pants_addr_t a = d->candidates[0];
+        memmove(d->candidates, d->candidates + 1, --d->ncandidates * sizeof(a));
         connect_to(s, &a);
         return;
     }
     connect_error(s, err);
 }
 
+/* The connect failed for good: on_connect_error, after which the stream
+ * may connect again; without one it closes, and so does a stream that was
+ * ended meanwhile (end promised on_close). */
+static void connect_error(pants_stream_t *s, int err)
+{
+    bool keep = s->cb->on_connect_error != NULL && !s->ending;
+
+    disarm_connect_timer(s);
+    s->state = S_NEW;
+    if (s->cb->on_connect_error)
+        s->cb->on_connect_error(s, err);
+    if (!keep)
+        stream_close_now(s);
+}
+
 static void on_resolved(int err, const pants_addr_t *addrs, size_t n, uint32_t ttl_s, void *arg)
 {
     pants_stream_t *s = arg;
+    dial_t *d = s->dial;
 
-    (void)ttl_s; /* a connect uses its answer once */
-    s->resolve = NULL;
+    (void)ttl_s; /* the resolver keeps the answer for its TTL */
+    d->resolve = NULL;
     if (err != 0) {
         try_next_or_fail(s, err);
         return;
     }
-    free(s->candidates);
-    s->candidates = malloc(n * sizeof(*addrs));
-    s->ncandidates = s->candidates ? n : 0;
-    if (s->candidates)
-        memcpy(s->candidates, addrs, n * sizeof(*addrs));
+    free(d->candidates);
+    d->candidates = malloc(n * sizeof(*addrs));
+    d->ncandidates = d->candidates ? n : 0;
+    if (d->candidates)
+        memcpy(d->candidates, addrs, n * sizeof(*addrs));
     try_next_or_fail(s, PANTS_EAI_MEMORY);
 }
 
 static void start_lookup(pants_stream_t *s)
 {
-    s->resolve = pants__resolve_start(s->loop, s->host, s->port, on_resolved, s);
-    free(s->host);
-    s->host = NULL;
-    if (s->resolve == NULL)
+    dial_t *d = s->dial;
+
+    d->resolve = pants__resolve_start(loop_of(s), d->host, d->port, on_resolved, s);
+    free(d->host);
+    d->host = NULL;
+    if (d->resolve == NULL)
         connect_error(s, PANTS_EAI_MEMORY);
 }
 
@@ -565,19 +623,14 @@ static bool connect_finished(pants_stream_t *s)
     if (err == EINPROGRESS || err == EALREADY)
         return false;
     if (err != 0) {
-        event_del(&s->ev);
-        close(s->fd);
-        s->fd = -1;
+        close_socket(s);
         try_next_or_fail(s, -err);
         return false;
     }
-    free(s->candidates);
-    s->candidates = NULL;
-    s->ncandidates = 0;
-    disarm_connect_timer(s);
+    dial_free(s); /* an open stream never connects again */
     s->state = S_OPEN;
-    if (s->cb.on_connect)
-        s->cb.on_connect(s);
+    if (s->cb->on_connect)
+        s->cb->on_connect(s);
     return s->state == S_OPEN;
 }
 
@@ -592,35 +645,24 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
     if (s->state != S_RESOLVING && s->state != S_CONNECTING)
         return;
     release_io(s); /* the lookup, the socket, the addresses left */
-    s->deferred &= ~(unsigned)(D_CONNECT_ERROR | D_RESOLVE);
+    s->handle.pending &= (uint16_t) ~(P_CONNECT_ERROR | P_RESOLVE);
     connect_error(s, -ETIMEDOUT);
 }
 
-/* The timer a connect bound needs, made before the connect starts, so a
- * connect call never fails after it set anything in motion. */
-static int ensure_connect_timer(pants_stream_t *s)
+/* (Re)start the connect bound, counted from now.  0 or a negative errno. */
+static int arm_connect_timer(pants_stream_t *s)
 {
-    if (s->connect_timeout_ms == 0 || s->connect_timer != NULL)
-        return 0;
-    s->connect_timer = evtimer_new(s->loop->base, on_connect_timeout, s);
-    return s->connect_timer ? 0 : -ENOMEM;
-}
-
-/* (Re)start the connect bound, counted from now, if one is set and a
- * connect is under way (ensure_connect_timer ran). */
-static void arm_connect_timer(pants_stream_t *s)
-{
+    dial_t *d = s->dial;
     struct timeval tv;
 
-    if (s->connect_timeout_ms == 0 || s->connect_timer == NULL ||
-        (s->state != S_RESOLVING && s->state != S_CONNECTING)) {
-        disarm_connect_timer(s);
-        return;
+    if (d->timeout_ms == 0) {
+        event_del(&d->timer);
+        return 0;
     }
-    tv.tv_sec = (time_t)(s->connect_timeout_ms / 1000);
-    tv.tv_usec = (suseconds_t)(s->connect_timeout_ms % 1000) * 1000;
-    event_base_update_cache_time(s->loop->base);
-    evtimer_add(s->connect_timer, &tv);
+    tv.tv_sec = (time_t)(d->timeout_ms / 1000);
+    tv.tv_usec = (suseconds_t)(d->timeout_ms % 1000) * 1000;
+    event_base_update_cache_time(loop_of(s)->base);
+    return pants__event_add(&d->timer, &tv);
 }
 
 static int connect_state_error(const pants_stream_t *s)
@@ -642,29 +684,31 @@ static int stream_connect(pants_stream_t *s, const char *address)
     char host[PANTS__HOST_MAX];
     pants_addr_t a;
     uint16_t port;
-    int rc = connect_state_error(s);
+    int rc = connect_state_error(s), numeric;
 
     if (rc < 0)
         return rc;
-    rc = pants__addr_split(address, 0, &a, host, &port);
-    if (rc < 0)
-        return rc;
-    if (ensure_connect_timer(s) < 0)
+    numeric = pants__addr_split(address, 0, &a, host, &port);
+    if (numeric < 0)
+        return numeric;
+    if (ensure_dial(s) == NULL)
         return -ENOMEM;
-    if (rc == 0) {
+    if (numeric == 1 && (s->dial->host = strdup(host)) == NULL)
+        return -ENOMEM;
+    rc = arm_connect_timer(s); /* before the connect: a failure sets nothing in motion */
+    if (rc < 0) {
+        dial_reset(s->dial);
+        return rc;
+    }
+    if (numeric == 0) {
         connect_to(s, &a);
-        arm_connect_timer(s);
         return 0;
     }
     /* The resolver is the loop's: it is asked from the loop once that runs
      * (a lookup started before would stay in evdns if it never runs). */
-    s->host = strdup(host);
-    if (s->host == NULL)
-        return -ENOMEM;
-    s->port = port;
+    s->dial->port = port;
     s->state = S_RESOLVING;
-    defer(s, D_RESOLVE);
-    arm_connect_timer(s);
+    pants__handle_defer(&s->handle, P_RESOLVE);
     return 0;
 }
 
@@ -672,13 +716,14 @@ static int set_connect_timeout(pants_stream_t *s, uint64_t ms)
 {
     if (ms > (uint64_t)INT32_MAX * 1000)
         return -EINVAL;
-    s->connect_timeout_ms = ms;
-    if (s->state != S_RESOLVING && s->state != S_CONNECTING)
-        return 0; /* the next connect makes and arms the timer */
-    if (ensure_connect_timer(s) < 0)
+    if (s->state == S_OPEN || s->state == S_CLOSED)
+        return 0; /* it will never connect again */
+    if (ensure_dial(s) == NULL)
         return -ENOMEM;
-    arm_connect_timer(s);
-    return 0;
+    s->dial->timeout_ms = ms;
+    if (s->state != S_RESOLVING && s->state != S_CONNECTING)
+        return 0; /* the next connect arms it */
+    return arm_connect_timer(s);
 }
 
 int pants_stream_set_connect_timeout(pants_stream_t *s, uint64_t ms)
@@ -687,11 +732,11 @@ int pants_stream_set_connect_timeout(pants_stream_t *s, uint64_t ms)
 
     if (s == NULL)
         return -EINVAL;
-    entered = pants__loop_enter(s->loop, "pants_stream_set_connect_timeout");
+    entered = pants__loop_enter(loop_of(s), "pants_stream_set_connect_timeout");
     if (entered < 0)
         return entered;
     rc = set_connect_timeout(s, ms);
-    pants__loop_leave(s->loop, entered);
+    pants__loop_leave(loop_of(s), entered);
     return rc;
 }
 
@@ -701,11 +746,11 @@ int pants_stream_connect(pants_stream_t *s, const char *address)
 
     if (s == NULL || address == NULL)
         return -EINVAL;
-    entered = pants__loop_enter(s->loop, "pants_stream_connect");
+    entered = pants__loop_enter(loop_of(s), "pants_stream_connect");
     if (entered < 0)
         return entered;
     rc = stream_connect(s, address);
-    pants__loop_leave(s->loop, entered);
+    pants__loop_leave(loop_of(s), entered);
     return rc;
 }
 
@@ -728,7 +773,11 @@ static size_t deliver_span(pants_stream_t *s, const unsigned char *p, size_t n)
             return used; /* the rest waits in the buffer */
         size_t skip = 0;
         int err = 0;
-        ssize_t len = pants__framer_scan(&s->framer, p + used, n - used, &skip, &err);
+        ssize_t len;
+        if (s->framer.kind == PANTS__FRAME_ANY) /* everything is one frame */
+            len = used < n ? (ssize_t)(n - used) : PANTS__FRAME_NEED_MORE;
+        else
+            len = pants__framer_scan(&s->framer, p + used, n - used, &skip, &err);
         if (len == PANTS__FRAME_NEED_MORE)
             return used;
         if (len < 0) {
@@ -736,8 +785,8 @@ static size_t deliver_span(pants_stream_t *s, const unsigned char *p, size_t n)
             return SIZE_MAX;
         }
         pants__framer_consumed(&s->framer);
-        if (s->cb.on_read)
-            s->cb.on_read(s, p + used, (size_t)len);
+        if (s->cb->on_read)
+            s->cb->on_read(s, p + used, (size_t)len);
         used += (size_t)len + skip;
     }
     return SIZE_MAX;
@@ -760,12 +809,12 @@ static void deliver_buffered(pants_stream_t *s)
         }
         if (len <= effective_limit(s))
             return;
-        if (warned || s->cb.on_overflow == NULL) {
+        if (warned || s->cb->on_overflow == NULL) {
             stream_close_now(s);
             return;
         }
         warned = true;
-        s->cb.on_overflow(s);
+        s->cb->on_overflow(s);
     }
 }
 
@@ -785,13 +834,6 @@ static void deliver_fresh(pants_stream_t *s, const unsigned char *p, size_t n)
         deliver_buffered(s);
 }
 
-/* The peer closed its side: deliver nothing more, send what is queued,
- * then close (a partial frame is dropped). */
-static void peer_closed(pants_stream_t *s)
-{
-    s->ending = true;
-}
-
 /* Read into the scratch buffer when nothing is buffered, else append to
  * the buffer.  Returns bytes read, 0 at EOF, or -errno. */
 static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
@@ -802,16 +844,14 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
     *direct = s->in.len == 0 || s->ending;
     if (*direct) {
         *asked = PANTS__SCRATCH_SIZE;
-        n = read(s->fd, s->loop->scratch, *asked);
-        return n < 0 ? -errno : n;
+        return s->tp->recv(&s->fd, loop_of(s)->scratch, *asked);
     }
     to = pants__inbuf_space(&s->in, 4096, asked);
     if (to == NULL)
         return -ENOMEM;
-    n = read(s->fd, to, *asked);
-    if (n <= 0)
-        return n < 0 ? -errno : 0;
-    pants__inbuf_commit(&s->in, (size_t)n);
+    n = s->tp->recv(&s->fd, to, *asked);
+    if (n > 0)
+        pants__inbuf_commit(&s->in, (size_t)n);
     return n;
 }
 
@@ -821,7 +861,7 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
  * kernel says EAGAIN or EOF. */
 static bool must_drain(const pants_stream_t *s)
 {
-    return s->hup_seen || !s->loop->early_close;
+    return s->hup_seen || !loop_of(s)->early_close;
 }
 
 /* Paused, the socket is not read, so a reset shows only as a pending
@@ -834,10 +874,38 @@ static void paused_check(pants_stream_t *s)
 
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
         return;
-    if (is_reset(err))
-        stream_close_now(s);
+    io_error(s, -err);
+}
+
+/* One read and what it delivers.  false: stop reading for this wake-up. */
+static bool read_once(pants_stream_t *s, int round)
+{
+    bool direct;
+    size_t asked;
+    ssize_t n;
+
+    if (round > 0 && pants__wq_stage_pin(&s->wq, loop_of(s)) < 0) { /* the scratch is read into again */
+        stream_fail(s, -ENOMEM);
+        return false;
+    }
+    n = read_some(s, &direct, &asked);
+    if (n == -EINTR)
+        return true;
+    if (n == 0)
+        s->ending = true; /* the peer closed: send what is queued, then close */
+    if (n == -EAGAIN || n == 0)
+        return false;
+    if (n < 0) {
+        io_error(s, (int)n);
+        return false;
+    }
+    if (s->ending)
+        ; /* ending: what arrives now is dropped */
+    else if (direct)
+        deliver_fresh(s, loop_of(s)->scratch, (size_t)n);
     else
-        stream_fail(s, -err);
+        deliver_buffered(s);
+    return s->state == S_OPEN && ((size_t)n == asked || must_drain(s));
 }
 
 static void stream_read(pants_stream_t *s)
@@ -848,63 +916,13 @@ static void stream_read(pants_stream_t *s)
     }
     if (s->in.len > 0 && !s->ending)
         deliver_buffered(s); /* the delimiter may have changed meanwhile */
-    for (int i = 0; i < READS_PER_WAKEUP; i++) {
-        bool direct;
-        size_t asked;
-        if (s->paused || s->state != S_OPEN)
+    for (int i = 0; i < READS_PER_WAKEUP; i++)
+        if (s->paused || s->state != S_OPEN || !read_once(s, i))
             return; /* resume reads again */
-        ssize_t n = read_some(s, &direct, &asked);
-        if (n == -EINTR)
-            continue;
-        if (n == -EAGAIN)
-            return;
-        if (n == 0) {
-            peer_closed(s);
-            return;
-        }
-        if (n < 0) {
-            if (is_reset((int)-n))
-                stream_close_now(s);
-            else
-                stream_fail(s, (int)n);
-            return;
-        }
-        if (s->ending)
-            ; /* ending: what arrives now is dropped */
-        else if (direct)
-            deliver_fresh(s, s->loop->scratch, (size_t)n);
-        else
-            deliver_buffered(s);
-        if (s->state != S_OPEN || ((size_t)n < asked && !must_drain(s)))
-            return;
-    }
     event_active(&s->ev, EV_READ, 0); /* more is there: after the others */
 }
 
 /* ---- Writing ------------------------------------------------------------ */
-
-static int ensure_out(pants_stream_t *s)
-{
-    if (s->out != NULL)
-        return 0;
-    s->out = evbuffer_new();
-    if (s->out == NULL)
-        return -ENOMEM;
-    evbuffer_set_flags(s->out, EVBUFFER_FLAG_DRAINS_TO_FD);
-    return 0;
-}
-
-/* Move staged bytes into out, ahead of anything written after them. */
-static int unstage(pants_stream_t *s)
-{
-    int rc = ensure_out(s);
-
-    if (rc == 0 && s->staged > 0) {
-        rc = evbuffer_add(s->out, s->loop->wscratch, s->staged) < 0 ? -ENOMEM : 0;
-        s->staged = 0;
-    }
-    return rc;
-}
 
 /* Writes from outside the stream's own callbacks: flush later in this
  * iteration, once, whatever else is written meanwhile. */
@@ -927,18 +945,12 @@ static int stream_write(pants_stream_t *s, const void *data, size_t len)
 
     if (rc < 0 || len == 0)
         return rc;
+    rc = pants__wq_write(&s->wq, loop_of(s), data, len);
+    if (rc < 0)
+        return rc;
     s->want_on_write = true;
-    if (s->in_io && s->state == S_OPEN && (s->out == NULL || evbuffer_get_length(s->out) == 0) &&
-        s->staged + len <= STAGE_MAX) {
-        memcpy(s->loop->wscratch + s->staged, data, len);
-        s->staged += len;
-        return 0;
-    }
-    rc = unstage(s);
-    if (rc == 0 && evbuffer_add(s->out, data, len) < 0)
-        rc = -ENOMEM;
     schedule_flush(s);
-    return rc;
+    return 0;
 }
 
 int pants__stream_write_shared(pants_stream_t *s, const void *data, size_t len,
@@ -946,18 +958,16 @@ int pants__stream_write_shared(pants_stream_t *s, const void *data, size_t len,
 {
     int rc = write_state_error(s);
 
-    if (rc == 0 && len > 0)
-        rc = unstage(s);
-    if (rc == 0 && len > 0) {
-        if (evbuffer_add_reference(s->out, data, len, release, arg) == 0) {
-            s->want_on_write = true;
-            schedule_flush(s);
-            return 0;
-        }
-        rc = -ENOMEM;
+    if (rc < 0 || len == 0) {
+        release(data, len, arg);
+        return rc;
     }
-    release(data, len, arg);
-    return rc;
+    rc = pants__wq_write_ref(&s->wq, loop_of(s), data, len, release, arg);
+    if (rc < 0)
+        return rc;
+    s->want_on_write = true;
+    schedule_flush(s);
+    return 0;
 }
 
 int pants_stream_write(pants_stream_t *s, const void *data, size_t len)
@@ -966,11 +976,11 @@ int pants_stream_write(pants_stream_t *s, const void *data, size_t len)
 
     if (s == NULL || (data == NULL && len > 0))
         return -EINVAL;
-    entered = pants__loop_enter(s->loop, "pants_stream_write");
+    entered = pants__loop_enter(loop_of(s), "pants_stream_write");
     if (entered < 0)
         return entered;
     rc = stream_write(s, data, len);
-    pants__loop_leave(s->loop, entered);
+    pants__loop_leave(loop_of(s), entered);
     return rc;
 }
 
@@ -1000,16 +1010,9 @@ static int stream_write_file(pants_stream_t *s, int fd, off_t offset, size_t nby
         rc = file_span(fd, offset, nbytes, &span);
     if (rc < 0 || span == 0)
         return rc;
-    rc = unstage(s);
+    rc = pants__wq_write_file(&s->wq, loop_of(s), fd, offset, span);
     if (rc < 0)
         return rc;
-    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0)
-        return -errno;
-    if (evbuffer_add_file(s->out, dup_fd, offset, (ev_off_t)span) < 0) {
-        close(dup_fd);
-        return -ENOMEM;
-    }
     s->want_on_write = true;
     schedule_flush(s);
     return 0;
@@ -1023,96 +1026,71 @@ int pants_stream_write_file(pants_stream_t *s, int fd, off_t offset, size_t nbyt
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
-    entered = pants__loop_enter(s->loop, "pants_stream_write_file");
+    entered = pants__loop_enter(loop_of(s), "pants_stream_write_file");
     if (entered < 0)
         return entered;
     rc = stream_write_file(s, fd, offset, nbytes);
-    pants__loop_leave(s->loop, entered);
+    pants__loop_leave(loop_of(s), entered);
     return rc;
 }
 
-/* Send the staged bytes with one send(); what is left waits in out. */
-static int send_staged(pants_stream_t *s)
+/* The queue is empty: on_write if something was written since the last
+ * one, and an ending stream closes.  true: on_write wrote again. */
+static bool drained(pants_stream_t *s)
 {
-    ssize_t n = send(s->fd, s->loop->wscratch, s->staged, MSG_NOSIGNAL);
-
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EINTR)
-            return -errno;
-        n = 0;
+    if (s->want_on_write) {
+        s->want_on_write = false;
+        if (s->cb->on_write)
+            s->cb->on_write(s);
     }
-    if ((size_t)n == s->staged) {
-        s->staged = 0;
-        return 0;
-    }
-    memmove(s->loop->wscratch, s->loop->wscratch + n, s->staged - (size_t)n);
-    s->staged -= (size_t)n;
-    return unstage(s);
+    if (s->state != S_OPEN)
+        return false;
+    if (pants_stream_pending(s) > 0)
+        return true;
+    if (s->ending)
+        stream_close_now(s);
+    return false;
 }
 
-/* Write out as much as the kernel takes.  0 when everything went, 1 when
- * the socket is full, or -errno. */
-static int write_out(pants_stream_t *s)
-{
-    int rc = s->staged > 0 ? send_staged(s) : 0;
-
-    while (rc == 0 && s->out != NULL && evbuffer_get_length(s->out) > 0) {
-        if (evbuffer_write(s->out, s->fd) < 0) {
-            if (errno == EAGAIN)
-                return 1;
-            if (errno != EINTR)
-                return -errno;
-        }
-    }
-    if (rc == 0 && s->out != NULL && evbuffer_get_length(s->out) > 0)
-        return 1;
-    return rc;
-}
-
+/* Send what the queue holds, as far as the transport takes it. */
 static void stream_flush(pants_stream_t *s)
 {
-    for (int round = 0; round < 4 && s->state == S_OPEN; round++) {
-        int rc = write_out(s);
-        if (rc > 0)
-            return;
+    for (int round = 0; round < FLUSH_ROUNDS && s->state == S_OPEN; round++) {
+        int rc = pants__wq_flush(&s->wq, loop_of(s), s->tp, &s->fd);
         if (rc < 0) {
-            if (is_reset(-rc))
-                stream_close_now(s);
-            else
-                stream_fail(s, rc);
+            io_error(s, rc);
             return;
         }
-        if (s->want_on_write) {
-            s->want_on_write = false;
-            if (s->cb.on_write)
-                s->cb.on_write(s);
-        }
-        if (pants_stream_pending(s) == 0) {
-            if (s->ending)
-                stream_close_now(s);
+        if (rc == PANTS__WQ_BLOCKED)
+            return; /* the socket's next writable edge brings us back */
+        if (rc == PANTS__WQ_MORE)
+            break;
+        if (!drained(s))
             return;
-        }
     }
     if (s->state == S_OPEN)
-        event_active(&s->ev, EV_WRITE, 0);
+        event_active(&s->ev, EV_WRITE, 0); /* the rest after the other streams */
 }
 
 static void stream_on_io(evutil_socket_t fd, short what, void *arg)
 {
     pants_stream_t *s = arg;
+    pants_loop_t *l = loop_of(s);
 
     (void)fd;
-    if (s->state == S_CONNECTING && !connect_finished(s))
-        return;
     s->in_io = true;
+    pants__wq_stage_begin(&s->wq, l); /* without a stage, writes just queue */
+    if (s->state == S_CONNECTING && !connect_finished(s))
+        goto done;
     if (what & EV_CLOSED)
         s->hup_seen = true;
     if (what & (EV_READ | EV_CLOSED))
         stream_read(s);
     if (s->state == S_OPEN)
         stream_flush(s);
-    if (s->staged > 0)
-        unstage(s); /* the write scratch is the loop's: free it for others */
+done:
+    if (pants__wq_stage_end(&s->wq, l) < 0) /* the stage is the loop's: free it */
+        stream_fail(s, -ENOMEM);
     s->in_io = false;
 }
 
@@ -1140,11 +1118,11 @@ int pants_stream_end(pants_stream_t *s)
 
     if (s == NULL)
         return -EINVAL;
-    entered = pants__loop_enter(s->loop, "pants_stream_end");
+    entered = pants__loop_enter(loop_of(s), "pants_stream_end");
     if (entered < 0)
         return entered;
     rc = stream_end(s);
-    pants__loop_leave(s->loop, entered);
+    pants__loop_leave(loop_of(s), entered);
     return rc;
 }
 
@@ -1163,13 +1141,13 @@ static void delimiter_changed(pants_stream_t *s)
         int entered_, rc_;                                                                                   \
         if ((s) == NULL)                                                                                     \
             return -EINVAL;                                                                                  \
-        entered_ = pants__loop_enter((s)->loop, what);                                                       \
+        entered_ = pants__loop_enter(loop_of(s), what);                                                       \
         if (entered_ < 0)                                                                                    \
             return entered_;                                                                                 \
         rc_ = (s)->state == S_CLOSED ? -EPIPE : (expr); /* its framer is gone */                             \
         if (rc_ == 0)                                                                                        \
             delimiter_changed(s);                                                                            \
-        pants__loop_leave((s)->loop, entered_);                                                              \
+        pants__loop_leave(loop_of(s), entered_);                                                              \
         return rc_;                                                                                          \
     } while (0)
 
@@ -1232,11 +1210,11 @@ static int paused_call(pants_stream_t *s, const char *what, bool paused)
 
     if (s == NULL)
         return -EINVAL;
-    entered = pants__loop_enter(s->loop, what);
+    entered = pants__loop_enter(loop_of(s), what);
     if (entered < 0)
         return entered;
     rc = set_paused(s, paused);
-    pants__loop_leave(s->loop, entered);
+    pants__loop_leave(loop_of(s), entered);
     return rc;
 }
 
@@ -1283,7 +1261,7 @@ int pants_stream_post(pants_stream_t *s, void (*fn)(pants_stream_t *, void *), v
     if (s == NULL || fn == NULL)
         return -EINVAL;
     pants_stream_ref(s);
-    rc = pants__loop_post(s->loop, stream_post_task, s, u.p, (uintptr_t)arg);
+    rc = pants__loop_post(loop_of(s), stream_post_task, s, u.p, (uintptr_t)arg);
     if (rc < 0)
         pants_stream_unref(s);
     return rc;

@@ -53,22 +53,41 @@ typedef struct pants__taskq_s {
 
 /* ---- Handles ------------------------------------------------------------ */
 
+/* Every object a loop owns is a handle: one life cycle for all of them
+ * (libuv's handle queue and closing list).  A handle is on its loop's list
+ * while it lives (so a stopping loop can end it), holds references (the
+ * last one frees it on its loop), and queues work for later with pending
+ * bits: one per-loop queue of handles with pending work, run from the loop
+ * after the current callback, instead of one libevent event per object.
+ * Closing is one of those bits: its kind's closed() runs (the application's
+ * on_close), then the handle leaves the list and drops the reference it
+ * was created with. */
 typedef struct pants__handle_s pants__handle_t;
 
+#define PANTS__PENDING_CLOSE 0x8000u /* the generic close: closed(), unlink, unref */
+
 typedef struct pants__handle_ops_s {
-    const char *name;                     /* "stream", "timer", ... for messages */
-    void (*stop)(pants__handle_t *h);     /* engine stop: finish gracefully */
-    void (*kill)(pants__handle_t *h);     /* stop took too long: close now */
-    void (*release)(pants__handle_t *h);  /* loop teardown: free, no callbacks */
+    const char *name;                                 /* "stream", "timer", ... for messages */
+    void (*stop)(pants__handle_t *h);                 /* engine stop: finish gracefully */
+    void (*kill)(pants__handle_t *h);                 /* stop took too long: close now */
+    void (*release)(pants__handle_t *h);              /* loop teardown: free, no callbacks */
+    void (*run_pending)(pants__handle_t *h, unsigned bits); /* deferred work (kind's own bits) */
+    void (*closed)(pants__handle_t *h);               /* PANTS__PENDING_CLOSE: last callback */
+    void (*free)(pants__handle_t *h);                 /* the last reference went: free memory */
 } pants__handle_ops_t;
 
 struct pants__handle_s {
     pants__handle_t *prev;          /* the loop's handle list */
     pants__handle_t *next;
-    const pants__handle_ops_t *ops; /* how to stop / kill / release it */
-    pants_loop_t *loop;             /* the loop it is pinned to */
-    bool active;                    /* keeps a stopping loop alive until closed */
-    bool linked;                    /* on the loop's list */
+    pants__handle_t *pending_next;  /* the loop's queue of handles with pending work */
+    const pants__handle_ops_t *ops; /* what kind of handle */
+    pants_loop_t *loop;             /* the loop it is pinned to; set once */
+    int refs;                       /* references (atomic); the live handle holds one */
+    uint16_t pending;               /* bits waiting for the pending queue */
+    bool queued : 1;                /* on the pending queue (holds a reference) */
+    bool closing : 1;               /* pants__handle_close ran */
+    bool active : 1;                /* keeps a stopping loop alive until closed */
+    bool linked : 1;                /* on the loop's list */
 };
 
 /* ---- Loops and the engine ---------------------------------------------- */
@@ -98,6 +117,10 @@ struct pants_loop_s {
     void *resolver;               /* channels' per-loop DNS state, or NULL */
     void *dgram;                  /* datagrams' per-loop receive batch, or NULL */
     bool early_close;             /* the backend reports a peer's FIN (EV_CLOSED) */
+    pants__handle_t *pending_head; /* handles with pending work, FIFO */
+    pants__handle_t **pending_tail; /* where the next one is linked */
+    struct event pending_ev;      /* runs the pending queue */
+    void *wstage;                 /* channels' write stage (plain memory, freed with the loop) */
 };
 
 struct pants_engine_s {
@@ -159,6 +182,17 @@ void pants__loop_wait_running(pants_loop_t *l);
 /* Has l finished (posts are refused)?  Any thread. */
 bool pants__loop_has_finished(pants_loop_t *l);
 
+/* Set up a new handle of kind ops pinned to l, with one reference (the
+ * live object's) and counted in pants_live_objects.  Not yet on l's list.
+ * Any thread. */
+void pants__handle_init(pants__handle_t *h, pants_loop_t *l, const pants__handle_ops_t *ops);
+
+/* Put an initialised h on its loop's list from any thread: at once on the
+ * loop's thread or before the loop runs, else by a post (in order with the
+ * posts made after it).  0, or -ENOMEM / -ESHUTDOWN (the loop has finished:
+ * h is not registered and the caller frees it). */
+int pants__handle_register(pants__handle_t *h, bool active);
+
 /* Put h on l's list (active: it must close before a stopping l ends).  On
  * l's thread, or another thread under pants__loop_enter.  If l is stopping,
  * h->ops->stop runs at once. */
@@ -166,6 +200,32 @@ void pants__handle_start(pants__handle_t *h, pants_loop_t *l, const pants__handl
 
 /* Take h off its loop's list once it is closed: a stopping loop may end. */
 void pants__handle_finish(pants__handle_t *h);
+
+/* References.  Any thread.  The last unref frees h with ops->free on its
+ * loop (at once there, else by a post; at once if the loop is gone). */
+void pants__handle_ref(pants__handle_t *h);
+void pants__handle_unref(pants__handle_t *h);
+
+/* Queue bits of work for h: ops->run_pending(h, bits) runs from the loop
+ * after the current callback, once for all bits set meanwhile.  The queue
+ * holds a reference, so h stays until then.  Loop thread. */
+void pants__handle_defer(pants__handle_t *h, unsigned bits);
+
+/* Close h: from the loop, later, ops->closed(h) runs (the last callback),
+ * then h leaves the list and drops its creation reference.  Pending work
+ * not yet run is dropped.  Again is harmless.  Loop thread. */
+void pants__handle_close(pants__handle_t *h);
+
+/* Post fn(h, b, c) to l holding a reference on h for the task; fn drops it
+ * with pants__handle_unref.  Any thread.  0 or what pants__loop_post gave
+ * (the reference is then dropped here). */
+int pants__handle_post(pants__handle_t *h, pants_loop_t *l, pants__task_fn fn, void *b, uintptr_t c);
+
+/* event_add with its result checked: 0 or a negative errno.  A test can make
+ * calls fail (pants__fail_event_add: the number of calls to let through
+ * before one fails; negative = never). */
+int pants__event_add(struct event *ev, const struct timeval *tv);
+extern int pants__fail_event_add;
 
 /* A stopping loop re-checks whether it may end now (after its last active
  * handle closed, or after running posted tasks). */

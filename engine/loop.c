@@ -218,6 +218,26 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Handles ------------------------------------------------------------ */
 
+int pants__fail_event_add = -1; /* tests: calls to let through before one fails */
+
+int pants__event_add(struct event *ev, const struct timeval *tv)
+{
+    if (__atomic_load_n(&pants__fail_event_add, __ATOMIC_RELAXED) >= 0 &&
+        __atomic_fetch_sub(&pants__fail_event_add, 1, __ATOMIC_RELAXED) == 0)
+        return -ENOMEM;
+    if (event_add(ev, tv) < 0)
+        return errno > 0 ? -errno : -ENOMEM;
+    return 0;
+}
+
+void pants__handle_init(pants__handle_t *h, pants_loop_t *l, const pants__handle_ops_t *ops)
+{
+    h->ops = ops;
+    h->loop = l;
+    h->refs = 1;
+    pants__live_add(1);
+}
+
 void pants__handle_start(pants__handle_t *h, pants_loop_t *l, const pants__handle_ops_t *ops, bool active)
 {
     PANTS__ASSERT(pants__loop_owned(l));
@@ -236,6 +256,30 @@ void pants__handle_start(pants__handle_t *h, pants_loop_t *l, const pants__handl
         ops->stop(h);
 }
 
+static void register_task(void *a, void *b, uintptr_t c)
+{
+    pants__handle_t *h = a;
+
+    (void)b;
+    pants__handle_start(h, h->loop, h->ops, c != 0);
+}
+
+int pants__handle_register(pants__handle_t *h, bool active)
+{
+    pants_loop_t *l = h->loop;
+    int entered;
+
+    /* A running loop is reached by a post, without the misuse warning. */
+    if (!pants__loop_is_current(l) && pants__loop_has_started(l))
+        return pants__loop_post(l, register_task, h, NULL, active);
+    entered = pants__loop_enter(l, NULL);
+    if (entered < 0) /* it started meanwhile */
+        return pants__loop_post(l, register_task, h, NULL, active);
+    pants__handle_start(h, l, h->ops, active);
+    pants__loop_leave(l, entered);
+    return 0;
+}
+
 void pants__handle_finish(pants__handle_t *h)
 {
     pants_loop_t *l = h->loop;
@@ -251,6 +295,121 @@ void pants__handle_finish(pants__handle_t *h)
         l->nactive--;
         pants__loop_check_done(l);
     }
+}
+
+void pants__handle_ref(pants__handle_t *h)
+{
+    __atomic_add_fetch(&h->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void handle_free(pants__handle_t *h)
+{
+    h->ops->free(h);
+    pants__live_add(-1);
+}
+
+static void free_task(void *a, void *b, uintptr_t c)
+{
+    (void)b;
+    (void)c;
+    handle_free(a);
+}
+
+void pants__handle_unref(pants__handle_t *h)
+{
+    if (__atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    /* Free on the owning loop; if it is gone, nobody else can race us. */
+    if (pants__loop_is_current(h->loop) || pants__loop_post(h->loop, free_task, h, NULL, 0) < 0)
+        handle_free(h);
+}
+
+void pants__handle_defer(pants__handle_t *h, unsigned bits)
+{
+    pants_loop_t *l = h->loop;
+
+    PANTS__ASSERT(pants__loop_owned(l));
+    h->pending |= (uint16_t)bits;
+    if (h->queued)
+        return;
+    h->queued = true;
+    pants__handle_ref(h);
+    h->pending_next = NULL;
+    if (l->pending_head == NULL)
+        event_active(&l->pending_ev, 0, 0);
+    *l->pending_tail = h;
+    l->pending_tail = &h->pending_next;
+}
+
+void pants__handle_close(pants__handle_t *h)
+{
+    if (h->closing)
+        return;
+    h->closing = true;
+    h->pending = 0;
+    pants__handle_defer(h, PANTS__PENDING_CLOSE);
+}
+
+static void run_pending(pants__handle_t *h)
+{
+    unsigned bits = h->pending;
+
+    h->queued = false;
+    h->pending = 0;
+    if (bits & PANTS__PENDING_CLOSE) {
+        if (h->ops->closed)
+            h->ops->closed(h);
+        pants__handle_finish(h);
+        pants__handle_unref(h); /* the live object's reference */
+    } else if (bits && h->ops->run_pending) {
+        h->ops->run_pending(h, bits);
+    }
+}
+
+/* Run the handles queued so far; those queued meanwhile run after them,
+ * in the same pass (the event is activated again for them). */
+static void on_pending(evutil_socket_t fd, short what, void *arg)
+{
+    pants_loop_t *l = arg;
+    pants__handle_t *h = l->pending_head;
+
+    (void)fd;
+    (void)what;
+    l->pending_head = NULL;
+    l->pending_tail = &l->pending_head;
+    while (h != NULL) {
+        pants__handle_t *next = h->pending_next;
+        run_pending(h);
+        pants__handle_unref(h); /* the queue's reference */
+        h = next;
+    }
+}
+
+/* Loop teardown: forget the queued work and the queue's references. */
+static void drop_pending(pants_loop_t *l)
+{
+    pants__handle_t *h = l->pending_head;
+
+    l->pending_head = NULL;
+    l->pending_tail = &l->pending_head;
+    while (h != NULL) {
+        pants__handle_t *next = h->pending_next;
+        h->queued = false;
+        h->pending = 0;
+        pants__handle_unref(h);
+        h = next;
+    }
+}
+
+int pants__handle_post(pants__handle_t *h, pants_loop_t *l, pants__task_fn fn, void *b, uintptr_t c)
+{
+    int rc;
+
+    pants__handle_ref(h);
+    rc = pants__loop_post(l, fn, h, b, c);
+    if (rc < 0)
+        pants__handle_unref(h);
+    return rc;
 }
 
 /* Call stop (or kill) on every handle; each may unlink itself (and only
@@ -364,6 +523,8 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
     if (event_add(&l->wake_ev, NULL) < 0) /* without it, no post or stop is seen */
         goto free_base;
     evtimer_assign(&l->shutdown_ev, l->base, on_shutdown_timeout, l);
+    event_assign(&l->pending_ev, l->base, -1, 0, on_pending, l);
+    l->pending_tail = &l->pending_head;
     pthread_mutex_init(&l->queue_mu, NULL);
     pthread_mutex_init(&l->setup_mu, NULL);
     pthread_cond_init(&l->running_cv, NULL);
@@ -397,6 +558,7 @@ void pants__loop_free(pants_loop_t *l)
     pthread_mutex_unlock(&l->queue_mu);
     while (l->queue.len > 0)
         run_tasks(l);
+    drop_pending(l);
     while (l->handles.next != &l->handles) {
         pants__handle_t *h = l->handles.next;
         pants__handle_finish(h);
@@ -405,6 +567,7 @@ void pants__loop_free(pants_loop_t *l)
     pants__current_loop = saved;
     event_del(&l->wake_ev);
     event_del(&l->shutdown_ev);
+    event_del(&l->pending_ev);
     close(l->wake_fd);
     event_base_free(l->base);
     pthread_mutex_destroy(&l->queue_mu);
@@ -414,6 +577,7 @@ void pants__loop_free(pants_loop_t *l)
     free(l->running_q.items);
     free(l->scratch);
     free(l->wscratch);
+    free(l->wstage);
     free(l);
 }
 
