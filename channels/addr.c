@@ -7,6 +7,12 @@
  * Anything else with a port is a host name for the resolver (listening
  * knows only "localhost", the loopback address).  Malformed
  * strings are -EINVAL, decided here once for every channel kind.
+ *
+ * Also here, for every socket kind: dual-stack sockets (an IPv6 socket
+ * with IPV6_V6ONLY off reaches IPv4 peers as v4-mapped addresses, so
+ * IPv4 addresses are mapped for it and unmapped for the application),
+ * the any6 -> IPv4 any fallback where the system has no IPv6, and
+ * binding, with stale Unix socket files replaced.
  */
 #include "config.h"
 
@@ -245,7 +251,70 @@ int pants__addr_of_fd(int fd, bool peer, pants_addr_t *a)
     return rc == 0 ? 0 : -errno;
 }
 
-/* ---- Binding ------------------------------------------------------------ */
+/* ---- Families and dual-stack sockets ------------------------------------ */
+
+bool pants__family_is_ip(int family)
+{
+    return family == AF_INET || family == AF_INET6;
+}
+
+bool pants__addr_is_v4_mapped(const pants_addr_t *a)
+{
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+
+    return a->ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr);
+}
+
+void pants__addr_map_v4(pants_addr_t *a)
+{
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+    uint16_t port = ntohs(sin->sin_port);
+    unsigned char raw[16] = {[10] = 0xff, [11] = 0xff};
+
+    memcpy(raw + 12, &sin->sin_addr, 4);
+    pants__addr_set_ip(a, AF_INET6, raw, port);
+}
+
+void pants__addr_unmap_v4(pants_addr_t *a)
+{
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+    struct in_addr ip;
+
+    if (!pants__addr_is_v4_mapped(a))
+        return;
+    memcpy(&ip, &sin6->sin6_addr.s6_addr[12], sizeof(ip));
+    set_inet(a, &ip, ntohs(sin6->sin6_port));
+}
+
+int pants__addr_fit_family(pants_addr_t *a, int family, bool dual)
+{
+    if (a->ss.ss_family == family)
+        return 0;
+    if (family == AF_INET6 && dual && a->ss.ss_family == AF_INET) {
+        pants__addr_map_v4(a);
+        return 0;
+    }
+    if (family == AF_INET && pants__addr_is_v4_mapped(a)) {
+        pants__addr_unmap_v4(a);
+        return 0;
+    }
+    return -EAFNOSUPPORT;
+}
+
+void pants__addr_set_any(pants_addr_t *a, int family)
+{
+    struct in_addr any = {htonl(INADDR_ANY)};
+
+    if (family == AF_INET) {
+        set_inet(a, &any, 0);
+    } else if (family == AF_INET6) {
+        set_inet6(a, &in6addr_any, 0);
+    } else {
+        memset(a, 0, sizeof(*a));
+        a->ss.ss_family = (sa_family_t)family;
+        a->len = sizeof(sa_family_t); /* Unix: bind autobinds an abstract name */
+    }
+}
 
 bool pants__addr_is_any6(const pants_addr_t *a)
 {
@@ -260,6 +329,47 @@ void pants__addr_to_inet_any(pants_addr_t *a)
 
     set_inet(a, &any, ntohs(((struct sockaddr_in6 *)&a->ss)->sin6_port));
 }
+
+int pants__socket(int family, int type, bool dual)
+{
+    int zero = 0;
+    int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    /* Explicitly off: the default follows net.ipv6.bindv6only. */
+    if (family == AF_INET6 && dual && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int pants__socket_for_bind(pants_addr_t *a, int type)
+{
+    bool any = pants__addr_is_any6(a);
+    int fd = pants__socket(a->ss.ss_family, type, any);
+
+    if (fd == -EAFNOSUPPORT && any) { /* no IPv6 here: every IPv4 interface */
+        pants__addr_to_inet_any(a);
+        fd = pants__socket(AF_INET, type, false);
+    }
+    return fd;
+}
+
+bool pants__socket_is_dual(int fd)
+{
+    int v6only = 1;
+    socklen_t len = sizeof(v6only);
+    pants_addr_t a;
+
+    if (pants__addr_of_fd(fd, false, &a) < 0 || !pants__addr_is_any6(&a))
+        return false;
+    return getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0 && !v6only;
+}
+
+/* ---- Binding ------------------------------------------------------------ */
 
 #define UNIX_ACCEPTCON 0x10000 /* /proc/net/unix flag of a listening socket */
 

@@ -34,6 +34,47 @@ int pants__addr_split(const char *address, unsigned flags, pants_addr_t *a, char
 bool pants__addr_is_any6(const pants_addr_t *a);
 void pants__addr_to_inet_any(pants_addr_t *a);
 
+/* Families and dual-stack sockets.  Any thread. */
+
+/* Is family AF_INET or AF_INET6? */
+bool pants__family_is_ip(int family);
+
+/* Is a an IPv4-mapped IPv6 address, [::ffff:1.2.3.4]:port? */
+bool pants__addr_is_v4_mapped(const pants_addr_t *a);
+
+/* An AF_INET a, 1.2.3.4:port, becomes [::ffff:1.2.3.4]:port: the form a
+ * dual-stack IPv6 socket sends to. */
+void pants__addr_map_v4(pants_addr_t *a);
+
+/* [::ffff:1.2.3.4]:port becomes 1.2.3.4:port, so a dual-stack socket's
+ * IPv4 peers show as what they are; any other a is left as it is. */
+void pants__addr_unmap_v4(pants_addr_t *a);
+
+/* Make a reachable from a socket of family (dual: an IPv6 socket that
+ * reaches IPv4 too, see pants__socket_is_dual): IPv4 mapped or unmapped
+ * as needed.  0, or -EAFNOSUPPORT (a unchanged). */
+int pants__addr_fit_family(pants_addr_t *a, int family, bool dual);
+
+/* a = the any address of family with port 0 (bind picks a port); for
+ * AF_UNIX just the family, which bind turns into an autobound abstract
+ * name. */
+void pants__addr_set_any(pants_addr_t *a, int family);
+
+/* A nonblocking, close-on-exec socket(family, type); dual makes an IPv6
+ * one dual-stack (IPV6_V6ONLY off, whatever net.ipv6.bindv6only says).
+ * The descriptor, or a negative errno. */
+int pants__socket(int family, int type, bool dual);
+
+/* The socket a listener (stream or datagram) binds *a with: dual-stack
+ * for the IPv6 any address, and where the system has no IPv6, *a becomes
+ * the IPv4 any address (same port) and the socket IPv4.  Options of its
+ * own kind are the caller's.  The descriptor, or a negative errno. */
+int pants__socket_for_bind(pants_addr_t *a, int type);
+
+/* Does the socket fd reach IPv4 and IPv6 alike: IPv6, not v6-only, bound
+ * to the any address? */
+bool pants__socket_is_dual(int fd);
+
 /* bind(fd, a); a Unix path held by a stale socket file (a connect of
  * socktype is refused: nobody serves it) is replaced, anything else there
  * gives -EADDRINUSE.  0 or a negative errno. */

@@ -220,50 +220,6 @@ static void queued_add(pants_datagram_t *d, size_t len, bool add)
 
 /* ---- Addresses ---------------------------------------------------------- */
 
-static bool is_ip(int family)
-{
-    return family == AF_INET || family == AF_INET6;
-}
-
-static struct sockaddr_in6 *sin6_of(pants_addr_t *a)
-{
-    return (struct sockaddr_in6 *)&a->ss;
-}
-
-/* 1.2.3.4:p -> [::ffff:1.2.3.4]:p, for a dual-stack IPv6 socket. */
-static void map_v4(pants_addr_t *a)
-{
-    struct sockaddr_in sin;
-    struct sockaddr_in6 *s6 = sin6_of(a);
-
-    memcpy(&sin, &a->ss, sizeof(sin));
-    memset(a, 0, sizeof(*a));
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = sin.sin_port;
-    s6->sin6_addr.s6_addr[10] = s6->sin6_addr.s6_addr[11] = 0xff;
-    memcpy(&s6->sin6_addr.s6_addr[12], &sin.sin_addr, 4);
-    a->len = sizeof(*s6);
-}
-
-/* [::ffff:1.2.3.4]:p -> 1.2.3.4:p: senders show as what they are. */
-static void unmap_v4(pants_addr_t *a)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    struct sockaddr_in6 *s6 = sin6_of(a);
-
-    if (a->ss.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-        return;
-    sin.sin_port = s6->sin6_port;
-    memcpy(&sin.sin_addr, &s6->sin6_addr.s6_addr[12], 4);
-    memcpy(&a->ss, &sin, sizeof(sin));
-    a->len = sizeof(sin);
-}
-
-static bool is_v4_mapped(pants_addr_t *a)
-{
-    return a->ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&sin6_of(a)->sin6_addr);
-}
-
 /* A destination a packet can be sent to. */
 static int check_dest(const pants_addr_t *to)
 {
@@ -288,7 +244,7 @@ static size_t max_packet(pants_addr_t *to)
 {
     if (to->ss.ss_family == AF_UNIX)
         return MAX_UNIX;
-    if (to->ss.ss_family == AF_INET || is_v4_mapped(to))
+    if (to->ss.ss_family == AF_INET || pants__addr_is_v4_mapped(to))
         return MAX_UDP4;
     return MAX_UDP6;
 }
@@ -296,17 +252,7 @@ static size_t max_packet(pants_addr_t *to)
 /* Make a fit d's socket: map or unmap IPv4, or -EAFNOSUPPORT. */
 static int fit_family(const pants_datagram_t *d, pants_addr_t *a)
 {
-    if (a->ss.ss_family == d->family)
-        return 0;
-    if (d->family == AF_INET6 && a->ss.ss_family == AF_INET && d->dual) {
-        map_v4(a);
-        return 0;
-    }
-    if (d->family == AF_INET && is_v4_mapped(a)) {
-        unmap_v4(a);
-        return 0;
-    }
-    return -EAFNOSUPPORT;
+    return pants__addr_fit_family(a, d->family, d->dual);
 }
 
 /* The first of a name's addresses d can reach (any, before d has a socket). */
@@ -334,7 +280,7 @@ static void rbatch_release(pants__handle_t *h)
     free(b);
 }
 
-static const pants__handle_ops_t rbatch_ops = {"datagram batch", NULL, NULL, rbatch_release};
+static const pants__handle_ops_t rbatch_ops = {.name = "datagram batch", .release = rbatch_release};
 
 /* l's receive batch, made the first time a datagram of l gets a socket. */
 static rbatch_t *loop_batch(pants_loop_t *l)
@@ -389,7 +335,7 @@ static int drain_errqueue(pants_datagram_t *d)
 {
     int count = 0;
 
-    for (int i = 0; i < 64 && d->fd >= 0 && is_ip(d->family); i++) {
+    for (int i = 0; i < 64 && d->fd >= 0 && pants__family_is_ip(d->family); i++) {
         union {
             char buf[512];
             struct cmsghdr align;
@@ -546,6 +492,7 @@ static void on_resolved(int err, const pants_addr_t *addrs, size_t n, uint32_t t
     schedule_flush(d);
 }
 
+    want_icmp_errors(fd, family);
 /* Ask the resolver for the names written to.  This runs from the loop,
  * not inside pants_datagram_write, so nothing is sent before the loop
  * runs (a setup before run only queues). */
@@ -584,33 +531,15 @@ static lookup_t *lookup_get(pants_datagram_t *d, const char *host, uint16_t port
 
 /* ---- Sockets ------------------------------------------------------------ */
 
-static int new_socket(int family, bool dual)
+/* ICMP errors reach unconnected IP sockets too (IP_RECVERR): on_error. */
+static void want_icmp_errors(int fd, int family)
 {
-    int one = 1, zero = 0;
-    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
 
-    if (fd < 0)
-        return -errno;
-    if (family == AF_INET6 && dual)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    /* ICMP errors reach unconnected sockets too (on_error). */
-    if (is_ip(family))
+    if (pants__family_is_ip(family))
         setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof(one));
     if (family == AF_INET6)
         setsockopt(fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof(one));
-    return fd;
-}
-
-/* An IPv6 socket bound to every address, not v6-only: reaches IPv4 too. */
-static bool is_dual(int fd, int family)
-{
-    int v6only = 1;
-    socklen_t len = sizeof(v6only);
-    pants_addr_t a;
-
-    if (family != AF_INET6 || getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) < 0 || v6only)
-        return false;
-    return pants__addr_of_fd(fd, false, &a) == 0 && IN6_IS_ADDR_UNSPECIFIED(&sin6_of(&a)->sin6_addr);
 }
 
 static void dgram_on_read(evutil_socket_t fd, short what, void *arg);
@@ -630,7 +559,7 @@ static int attach(pants_datagram_t *d, int fd, int family)
     d->fd = fd;
     d->wfd = wfd;
     d->family = family;
-    d->dual = is_dual(fd, family);
+    d->dual = pants__socket_is_dual(fd);
     d->state = G_OPEN;
     event_assign(&d->rev, l->base, fd, EV_READ | EV_PERSIST, dgram_on_read, d);
     event_assign(&d->wev, l->base, wfd, EV_WRITE | EV_PERSIST | EV_ET, dgram_on_writable, d);
@@ -645,18 +574,11 @@ static int attach(pants_datagram_t *d, int fd, int family)
 static int open_writer(pants_datagram_t *d, int family)
 {
     pants_addr_t a;
-    int rc, fd = new_socket(family, true);
+    int rc, fd = pants__socket(family, SOCK_DGRAM, true);
 
     if (fd < 0)
         return fd;
-    memset(&a, 0, sizeof(a));
-    a.ss.ss_family = (sa_family_t)family;
-    if (family == AF_INET)
-        a.len = sizeof(struct sockaddr_in);
-    else if (family == AF_INET6)
-        a.len = sizeof(struct sockaddr_in6); /* in6addr_any is all zeros */
-    else
-        a.len = sizeof(sa_family_t);
+    pants__addr_set_any(&a, family);
     rc = bind(fd, (const struct sockaddr *)&a.ss, a.len) == 0 ? attach(d, fd, family) : -errno;
     if (rc < 0)
         close(fd);
@@ -665,13 +587,8 @@ static int open_writer(pants_datagram_t *d, int family)
 
 static int open_listener(pants_datagram_t *d, pants_addr_t *a)
 {
-    bool any = pants__addr_is_any6(a);
-    int rc, fd = new_socket(a->ss.ss_family, any);
+    int rc, fd = pants__socket_for_bind(a, SOCK_DGRAM);
 
-    if (fd == -EAFNOSUPPORT && any) {
-        pants__addr_to_inet_any(a);
-        fd = new_socket(AF_INET, false);
-    }
     if (fd < 0)
         return fd;
     rc = pants__bind(fd, a, SOCK_DGRAM);
@@ -826,7 +743,8 @@ static void dgram_release(pants__handle_t *h)
     dgram_free(d);
 }
 
-static const pants__handle_ops_t dgram_ops = {"datagram", dgram_stop, dgram_kill, dgram_release};
+static const pants__handle_ops_t dgram_ops = {
+    .name = "datagram", .stop = dgram_stop, .kill = dgram_kill, .release = dgram_release};
 
 /* ---- Creation ----------------------------------------------------------- */
 
@@ -967,7 +885,7 @@ static void deliver_batch(pants_datagram_t *d, rbatch_t *b, int n)
         from->len = h->msg_namelen;
         if (from->len == 0) /* an unbound Unix sender: the slot holds an older address */
             from->ss.ss_family = AF_UNSPEC;
-        unmap_v4(from);
+        pants__addr_unmap_v4(from);
         if (d->cb.on_read)
             d->cb.on_read(d, b->slots + (size_t)i * SLOT_SIZE, b->msgs[i].msg_len, from);
     }
@@ -1145,7 +1063,7 @@ static bool send_failed(pants_datagram_t *d, int err, int *refused)
         block(d);
         return false;
     }
-    if (is_ip(d->family) && err == ECONNREFUSED && ++*refused <= REFUSED_RETRIES) {
+    if (pants__family_is_ip(d->family) && err == ECONNREFUSED && ++*refused <= REFUSED_RETRIES) {
         socket_error(d, -err); /* a late ICMP error: this packet was not at fault */
         return true;
     }

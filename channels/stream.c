@@ -50,7 +50,11 @@ enum stream_state {
 enum pending {
     P_CONNECT_ERROR = 1, /* deliver the dial's error */
     P_RESOLVE = 2,       /* ask the loop's resolver for the dial's host */
+    P_READ = 4,          /* read (and deliver what is buffered) again */
+    P_WRITE = 8,         /* flush what was written outside the I/O callback */
 };
+
+#define IO_EVENTS (PANTS__IO_READ | PANTS__IO_WRITE | PANTS__IO_CLOSED)
 
 /* What a connect needs while it is under way (client streams only). */
 typedef struct dial_s {
@@ -66,7 +70,7 @@ typedef struct dial_s {
 
 struct pants_stream_s {
     pants__handle_t handle;              /* life cycle; handle.loop is set once, read anywhere */
-    struct event ev;                     /* the socket: read | write | closed, edge-triggered */
+    pants__io_t io;                      /* the socket's watcher: read | write | closed, edge-triggered */
     int fd;                              /* the socket, or -1 */
     unsigned char state;                 /* enum stream_state */
     unsigned char family;                /* AF_INET/AF_INET6/AF_UNIX, or AF_UNSPEC */
@@ -91,7 +95,8 @@ struct pants_stream_s {
 
 static const pants_stream_callbacks_t no_callbacks; /* cb of a stream given none */
 
-static void stream_on_io(evutil_socket_t fd, short what, void *arg);
+static void stream_on_io(pants__io_t *w, unsigned events);
+static void stream_io(pants_stream_t *s, unsigned events);
 static void stream_close_now(pants_stream_t *s);
 static int stream_end(pants_stream_t *s);
 static void start_lookup(pants_stream_t *s);
@@ -259,7 +264,7 @@ static void dial_free(pants_stream_t *s)
 static void close_socket(pants_stream_t *s)
 {
     if (s->fd >= 0) {
-        event_del(&s->ev);
+        pants__io_stop(loop_of(s), s->fd);
         close(s->fd);
         s->fd = -1;
     }
@@ -347,6 +352,8 @@ static void stream_run_pending(pants__handle_t *h, unsigned bits)
         connect_error(s, s->dial->err);
     if ((bits & P_RESOLVE) && s->state == S_RESOLVING)
         start_lookup(s);
+    if ((bits & (P_READ | P_WRITE)) && s->state == S_OPEN)
+        stream_io(s, (bits & P_READ ? PANTS__IO_READ : 0) | (bits & P_WRITE ? PANTS__IO_WRITE : 0));
 }
 
 /* The last step: on_close, then the stream leaves its server. */
@@ -419,6 +426,7 @@ static void stream_init(pants_stream_t *s, pants_loop_t *l, void *data)
     s->data = data;
     s->read_limit = DEFAULT_READ_LIMIT;
     s->tp = &pants__plain_transport;
+    s->io.cb = stream_on_io;
     pants__framer_init(&s->framer);
     pants__inbuf_init(&s->in);
     pants__wq_init(&s->wq);
@@ -453,11 +461,8 @@ pants_stream_t *pants_stream_new(pants_loop_t *l, const pants_stream_callbacks_t
 /* Watch the socket of a stream that is connecting or connected. */
 static int watch_fd(pants_stream_t *s, int fd)
 {
-    short what = EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED;
-
     s->fd = fd;
-    event_assign(&s->ev, loop_of(s)->base, fd, what, stream_on_io, s);
-    return pants__event_add(&s->ev, NULL);
+    return pants__io_start(loop_of(s), &s->io, fd, IO_EVENTS);
 }
 
 static void set_nodelay(int fd, int family)
@@ -486,11 +491,10 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
     pants__server_conn_opened(srv, s);
     pants__handle_start(&s->handle, l, &stream_ops, true);
     s->fd = fd;
-    event_assign(&s->ev, l->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED, stream_on_io, s);
     pants__server_accepted(srv, s);
     if (s->state != S_OPEN)
         return;
-    rc = pants__event_add(&s->ev, NULL);
+    rc = pants__io_start(l, &s->io, fd, IO_EVENTS);
     if (rc < 0)
         stream_fail(s, rc);
     else if (s->cb->on_connect)
@@ -548,7 +552,8 @@ static void connect_to(pants_stream_t *s, const pants_addr_t *a)
     s->state = S_CONNECTING;
     rc = watch_fd(s, fd);
     if (rc < 0) {
-        close_socket(s);
+        close(fd);
+        s->fd = -1;
         connect_failed(s, rc);
     }
 }
@@ -822,7 +827,14 @@ static void deliver_buffered(pants_stream_t *s)
  * into the stream's buffer. */
 static void deliver_fresh(pants_stream_t *s, const unsigned char *p, size_t n)
 {
-    size_t used = deliver_span(s, p, n);
+    size_t used;
+
+    if (s->framer.kind == PANTS__FRAME_ANY && !s->paused) { /* the default: all of it, at once */
+        if (s->cb->on_read)
+            s->cb->on_read(s, p, n);
+        return;
+    }
+    used = deliver_span(s, p, n);
 
     if (used == SIZE_MAX || used == n)
         return;
@@ -856,12 +868,12 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
 }
 
 /* Edge-triggered: a short read means the socket is drained, except that a
- * FIN which came with the data gives no edge of its own.  So once the
- * backend signalled it (EV_CLOSED), or if it cannot, read on until the
- * kernel says EAGAIN or EOF. */
+ * FIN which came with the data gives no edge of its own.  So once epoll
+ * signalled it (PANTS__IO_CLOSED), read on until the kernel says EAGAIN or
+ * EOF. */
 static bool must_drain(const pants_stream_t *s)
 {
-    return s->hup_seen || !loop_of(s)->early_close;
+    return s->hup_seen;
 }
 
 /* Paused, the socket is not read, so a reset shows only as a pending
@@ -919,7 +931,7 @@ static void stream_read(pants_stream_t *s)
     for (int i = 0; i < READS_PER_WAKEUP; i++)
         if (s->paused || s->state != S_OPEN || !read_once(s, i))
             return; /* resume reads again */
-    event_active(&s->ev, EV_READ, 0); /* more is there: after the others */
+    pants__handle_defer(&s->handle, P_READ); /* more is there: after the others */
 }
 
 /* ---- Writing ------------------------------------------------------------ */
@@ -929,7 +941,7 @@ static void stream_read(pants_stream_t *s)
 static void schedule_flush(pants_stream_t *s)
 {
     if (!s->in_io && s->state == S_OPEN)
-        event_active(&s->ev, EV_WRITE, 0);
+        pants__handle_defer(&s->handle, P_WRITE);
 }
 
 static int write_state_error(const pants_stream_t *s)
@@ -1069,22 +1081,22 @@ static void stream_flush(pants_stream_t *s)
             return;
     }
     if (s->state == S_OPEN)
-        event_active(&s->ev, EV_WRITE, 0); /* the rest after the other streams */
+        pants__handle_defer(&s->handle, P_WRITE); /* the rest after the other streams */
 }
 
-static void stream_on_io(evutil_socket_t fd, short what, void *arg)
+/* The socket is ready (or the stream asked to run again): read, deliver,
+ * then send what is queued, the writes of its callbacks with it. */
+static void stream_io(pants_stream_t *s, unsigned events)
 {
-    pants_stream_t *s = arg;
     pants_loop_t *l = loop_of(s);
 
-    (void)fd;
     s->in_io = true;
     pants__wq_stage_begin(&s->wq, l); /* without a stage, writes just queue */
     if (s->state == S_CONNECTING && !connect_finished(s))
         goto done;
-    if (what & EV_CLOSED)
+    if (events & PANTS__IO_CLOSED)
         s->hup_seen = true;
-    if (what & (EV_READ | EV_CLOSED))
+    if (events & (PANTS__IO_READ | PANTS__IO_CLOSED | PANTS__IO_ERROR))
         stream_read(s);
     if (s->state == S_OPEN)
         stream_flush(s);
@@ -1092,6 +1104,14 @@ done:
     if (pants__wq_stage_end(&s->wq, l) < 0) /* the stage is the loop's: free it */
         stream_fail(s, -ENOMEM);
     s->in_io = false;
+}
+
+static void stream_on_io(pants__io_t *w, unsigned events)
+{
+    pants_stream_t *s = (pants_stream_t *)((char *)w - offsetof(pants_stream_t, io));
+
+    if (s->fd >= 0) /* closed earlier in this round: nothing more */
+        stream_io(s, events);
 }
 
 /* ---- Ending ------------------------------------------------------------- */
@@ -1107,7 +1127,7 @@ static int stream_end(pants_stream_t *s)
         if (pants_stream_pending(s) == 0)
             stream_close_now(s);
         else
-            event_active(&s->ev, EV_WRITE, 0);
+            pants__handle_defer(&s->handle, P_WRITE);
     }
     return 0;
 }
@@ -1133,7 +1153,7 @@ int pants_stream_end(pants_stream_t *s)
 static void delimiter_changed(pants_stream_t *s)
 {
     if (!s->in_io && s->state == S_OPEN && s->in.len > 0)
-        event_active(&s->ev, EV_READ, 0);
+        pants__handle_defer(&s->handle, P_READ);
 }
 
 #define WITH_STREAM(s, what, expr)                                                                           \
@@ -1200,7 +1220,7 @@ static int set_paused(pants_stream_t *s, bool paused)
     s->paused = paused;
     /* The edge that announced the waiting bytes may be gone: look again. */
     if (!paused && s->state == S_OPEN)
-        event_active(&s->ev, EV_READ, 0);
+        pants__handle_defer(&s->handle, P_READ);
     return 0;
 }
 

@@ -19,8 +19,10 @@
 #ifndef PANTS_WQUEUE_INTERNAL_H
 #define PANTS_WQUEUE_INTERNAL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -83,18 +85,65 @@ static inline size_t pants__wq_pending(const pants__wq_t *q, const pants_loop_t 
     return q->bytes + (st != NULL && st->owner == q ? st->len : 0);
 }
 
-/* The stream of q begins / ends its I/O callback: writes are staged in
- * between.  begin returns 0 or -ENOMEM (then nothing is staged); end moves
- * what is still staged into q. 0 or -ENOMEM. */
-int pants__wq_stage_begin(pants__wq_t *q, pants_loop_t *l);
-int pants__wq_stage_end(pants__wq_t *q, pants_loop_t *l);
+#define PANTS__WQ_REF_MIN 256 /* staged bytes in the read scratch from this size are not copied */
+
+/* The loop's stage, made on first use.  NULL if out of memory. */
+pants__wstage_t *pants__wq_stage_new(pants_loop_t *l);
+
+/* Move what st stages into q, as owned copies, in order.  0 or -ENOMEM. */
+int pants__wq_stage_spill(pants__wq_t *q, pants__wstage_t *st);
+
+/* Record len bytes of a write in the stage, or queue them.  0 or -ENOMEM. */
+int pants__wq_write_slow(pants__wq_t *q, pants_loop_t *l, const void *data, size_t len);
+
+/* The stream of q begins its I/O callback: its writes are staged until
+ * pants__wq_stage_end.  0 or -ENOMEM (then they just queue). */
+static inline int pants__wq_stage_begin(pants__wq_t *q, pants_loop_t *l)
+{
+    pants__wstage_t *st = l->wstage;
+
+    if (st == NULL && (st = pants__wq_stage_new(l)) == NULL)
+        return -ENOMEM;
+    st->owner = q;
+    st->n = 0;
+    st->len = 0;
+    st->copied = 0;
+    return 0;
+}
+
+/* The I/O callback ends: what is still staged moves into q.  0 or -ENOMEM. */
+static inline int pants__wq_stage_end(pants__wq_t *q, pants_loop_t *l)
+{
+    pants__wstage_t *st = l->wstage;
+
+    if (st == NULL || st->owner != q)
+        return 0;
+    st->owner = NULL;
+    return st->n > 0 ? pants__wq_stage_spill(q, st) : 0;
+}
 
 /* The loop's read scratch is about to be reused: copy what the stage
  * references there.  0 or -ENOMEM. */
 int pants__wq_stage_pin(pants__wq_t *q, pants_loop_t *l);
 
-/* Queue a copy of data[0..len).  0 or -ENOMEM (nothing queued). */
-int pants__wq_write(pants__wq_t *q, pants_loop_t *l, const void *data, size_t len);
+/* Queue a copy of data[0..len) (staged: see above).  0 or -ENOMEM
+ * (nothing queued).  The first write of an I/O callback that sends bytes
+ * it just read -- an echo, a proxy -- is recorded here without a call. */
+static inline int pants__wq_write(pants__wq_t *q, pants_loop_t *l, const void *data, size_t len)
+{
+    pants__wstage_t *st = l->wstage;
+    uintptr_t a = (uintptr_t)data, s = (uintptr_t)l->scratch;
+
+    if (st != NULL && st->owner == q && st->n == 0 && q->tail == NULL && len >= PANTS__WQ_REF_MIN && a >= s &&
+        a - s + len <= PANTS__SCRATCH_SIZE) {
+        st->iov[0].iov_base = (void *)a;
+        st->iov[0].iov_len = len;
+        st->n = 1;
+        st->len = len;
+        return 0;
+    }
+    return pants__wq_write_slow(q, l, data, len);
+}
 
 /* Queue data[0..len) without copying; release(data, len, arg) runs once
  * when it has been sent or dropped, also when this fails (-ENOMEM). */

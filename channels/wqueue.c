@@ -28,13 +28,13 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "wqueue-internal.h"
 
 #define CHUNK_MIN    1024             /* first owned chunk of a queue */
 #define CHUNK_MAX    (16 * 1024)      /* owned chunks grow up to this, unless one write is larger */
-#define REF_MIN      256              /* staged bytes in the read scratch from this size are not copied */
 #define FLUSH_BUDGET (1024 * 1024)    /* bytes per flush before the other streams run */
 #define FILE_STEP    (1024 * 1024)    /* bytes asked of one sendfile */
 #define SEND_IOV     64               /* iovecs per vectored send */
@@ -79,9 +79,13 @@ static void *unconst(const void *p)
 
 /* ---- The plain transport ----------------------------------------------- */
 
+/* read, send and sendmsg are made as direct system calls: in a threaded
+ * process libc wraps each in cancellation bookkeeping that costs more than
+ * the rest of an echo's user-space path, and loop threads are never
+ * cancelled. */
 static ssize_t plain_recv(void *io, void *buf, size_t len)
 {
-    ssize_t n = read(*(int *)io, buf, len);
+    long n = syscall(SYS_read, *(int *)io, buf, len);
 
     return n < 0 ? -errno : n;
 }
@@ -89,12 +93,12 @@ static ssize_t plain_recv(void *io, void *buf, size_t len)
 static ssize_t plain_send(void *io, const struct iovec *iov, int n)
 {
     struct msghdr msg = {.msg_iov = unconst(iov), .msg_iovlen = (size_t)n};
-    ssize_t sent;
+    long sent;
 
     if (n == 1) /* the common case: one buffer */
-        sent = send(*(int *)io, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        sent = syscall(SYS_sendto, *(int *)io, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL, NULL, 0);
     else
-        sent = sendmsg(*(int *)io, &msg, MSG_NOSIGNAL);
+        sent = syscall(SYS_sendmsg, *(int *)io, &msg, MSG_NOSIGNAL);
     return sent < 0 ? -errno : sent;
 }
 
@@ -211,42 +215,21 @@ static void stage_reset(pants__wstage_t *st)
     st->copied = 0;
 }
 
-int pants__wq_stage_begin(pants__wq_t *q, pants_loop_t *l)
+pants__wstage_t *pants__wq_stage_new(pants_loop_t *l)
 {
-    pants__wstage_t *st = l->wstage;
+    pants__wstage_t *st = calloc(1, sizeof(*st));
 
-    if (st == NULL) {
-        st = malloc(sizeof(*st));
-        if (st == NULL)
-            return -ENOMEM;
-        l->wstage = st;
-    }
-    st->owner = q;
-    stage_reset(st);
-    return 0;
+    l->wstage = st;
+    return st;
 }
 
-/* Move what is staged into the queue, as owned copies, in order. */
-static int stage_spill(pants__wq_t *q, pants__wstage_t *st)
+int pants__wq_stage_spill(pants__wq_t *q, pants__wstage_t *st)
 {
     int rc = 0;
 
     for (int i = 0; i < st->n && rc == 0; i++)
         rc = append_copy(q, st->iov[i].iov_base, st->iov[i].iov_len);
     stage_reset(st);
-    return rc;
-}
-
-int pants__wq_stage_end(pants__wq_t *q, pants_loop_t *l)
-{
-    pants__wstage_t *st = stage_of(q, l);
-    int rc = 0;
-
-    if (st == NULL)
-        return 0;
-    if (st->n > 0)
-        rc = stage_spill(q, st);
-    st->owner = NULL;
     return rc;
 }
 
@@ -266,7 +249,7 @@ int pants__wq_stage_pin(pants__wq_t *q, pants_loop_t *l)
         if (!in_scratch(l, v->iov_base, v->iov_len))
             continue;
         if (st->copied + v->iov_len > PANTS__SCRATCH_SIZE)
-            return stage_spill(q, st);
+            return pants__wq_stage_spill(q, st);
         v->iov_base = memcpy(l->wscratch + st->copied, v->iov_base, v->iov_len);
         st->copied += v->iov_len;
     }
@@ -277,7 +260,7 @@ int pants__wq_stage_pin(pants__wq_t *q, pants_loop_t *l)
 static bool stage_add(pants__wstage_t *st, pants_loop_t *l, const unsigned char *p, size_t len)
 {
     struct iovec *last = st->n > 0 ? &st->iov[st->n - 1] : NULL;
-    bool copy = len < REF_MIN || !in_scratch(l, p, len);
+    bool copy = len < PANTS__WQ_REF_MIN || !in_scratch(l, p, len);
 
     if (copy && st->copied + len > PANTS__SCRATCH_SIZE)
         return false;
@@ -308,14 +291,14 @@ static bool stage_add(pants__wstage_t *st, pants_loop_t *l, const unsigned char 
 
 /* ---- Writing into the queue -------------------------------------------- */
 
-int pants__wq_write(pants__wq_t *q, pants_loop_t *l, const void *data, size_t len)
+int pants__wq_write_slow(pants__wq_t *q, pants_loop_t *l, const void *data, size_t len)
 {
     pants__wstage_t *st = stage_of(q, l);
 
     if (st != NULL && q->tail == NULL) {
         if (stage_add(st, l, data, len))
             return 0;
-        if (stage_spill(q, st) < 0)
+        if (pants__wq_stage_spill(q, st) < 0)
             return -ENOMEM;
     }
     return append_copy(q, data, len);
@@ -326,7 +309,7 @@ static int before_append(pants__wq_t *q, pants_loop_t *l)
 {
     pants__wstage_t *st = stage_of(q, l);
 
-    return st != NULL && st->n > 0 ? stage_spill(q, st) : 0;
+    return st != NULL && st->n > 0 ? pants__wq_stage_spill(q, st) : 0;
 }
 
 int pants__wq_write_ref(pants__wq_t *q, pants_loop_t *l, const void *data, size_t len,
@@ -482,7 +465,7 @@ static int flush_stage(pants__wq_t *q, pants__wstage_t *st, const pants__transpo
         if (st->iov[0].iov_len == 0)
             memmove(st->iov, st->iov + 1, (size_t)--st->n * sizeof(st->iov[0]));
     }
-    return stage_spill(q, st) < 0 ? -ENOMEM : PANTS__WQ_BLOCKED;
+    return pants__wq_stage_spill(q, st) < 0 ? -ENOMEM : PANTS__WQ_BLOCKED;
 }
 
 int pants__wq_flush(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io)

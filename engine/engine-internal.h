@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/epoll.h>
+
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
@@ -90,6 +92,33 @@ struct pants__handle_s {
     bool linked : 1;                /* on the loop's list */
 };
 
+/* ---- Socket watchers ---------------------------------------------------- */
+
+/* The sockets of streams are watched by an edge-triggered epoll set of the
+ * loop's own, which the loop's event_base watches as one descriptor: a
+ * ready socket costs one direct call, not libevent's dispatch of an event
+ * per descriptor, and a watcher is one pointer, not a struct event. */
+#define PANTS__IO_READ   EPOLLIN    /* readable */
+#define PANTS__IO_WRITE  EPOLLOUT   /* writable */
+#define PANTS__IO_CLOSED EPOLLRDHUP /* the peer closed its side */
+#define PANTS__IO_ERROR  (EPOLLERR | EPOLLHUP) /* an error or hang-up: read and write tell */
+
+typedef struct pants__io_s pants__io_t;
+
+struct pants__io_s {
+    void (*cb)(pants__io_t *w, unsigned events); /* PANTS__IO_* bits that came */
+};
+
+/* Watch fd for events (PANTS__IO_*, edge-triggered) on l, calling w->cb.
+ * 0 or a negative errno (nothing is watched then).  l's thread. */
+int pants__io_start(pants_loop_t *l, pants__io_t *w, int fd, unsigned events);
+
+/* Stop watching fd (before closing it: a duplicate would keep it watched).
+ * A callback already collected for w in this round may still run: the
+ * owner keeps w's memory until the loop's pending work runs, and ignores
+ * events once it has stopped. */
+void pants__io_stop(pants_loop_t *l, int fd);
+
 /* ---- Loops and the engine ---------------------------------------------- */
 
 struct pants_loop_s {
@@ -116,10 +145,11 @@ struct pants_loop_s {
     unsigned char *wscratch;      /* PANTS__SCRATCH_SIZE bytes for writes */
     void *resolver;               /* channels' per-loop DNS state, or NULL */
     void *dgram;                  /* datagrams' per-loop receive batch, or NULL */
-    bool early_close;             /* the backend reports a peer's FIN (EV_CLOSED) */
     pants__handle_t *pending_head; /* handles with pending work, FIFO */
     pants__handle_t **pending_tail; /* where the next one is linked */
     struct event pending_ev;      /* runs the pending queue */
+    int io_fd;                    /* the epoll set of stream sockets */
+    struct event io_ev;           /* io_fd is ready: dispatch its sockets */
     void *wstage;                 /* channels' write stage (plain memory, freed with the loop) */
 };
 
@@ -168,7 +198,14 @@ static inline bool pants__loop_owned(const pants_loop_t *l)
     return pants__current_loop == l || !l->running;
 }
 
-void pants__loop_leave(pants_loop_t *l, int entered);
+void pants__loop_leave_slow(pants_loop_t *l);
+
+/* Undo what pants__loop_enter gave (entered 1: release the setup lock). */
+static inline void pants__loop_leave(pants_loop_t *l, int entered)
+{
+    if (entered == 1)
+        pants__loop_leave_slow(l);
+}
 
 /* Is the calling thread l's own? */
 bool pants__loop_is_current(const pants_loop_t *l);

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "engine-internal.h"
@@ -102,10 +104,9 @@ int pants__loop_enter_slow(pants_loop_t *l, const char *what)
     return -EPERM;
 }
 
-void pants__loop_leave(pants_loop_t *l, int entered)
+void pants__loop_leave_slow(pants_loop_t *l)
 {
-    if (entered == 1)
-        pthread_mutex_unlock(&l->setup_mu);
+    pthread_mutex_unlock(&l->setup_mu);
 }
 
 /* ---- Task queue --------------------------------------------------------- */
@@ -214,6 +215,43 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     if (__atomic_load_n(&l->engine->stop, __ATOMIC_SEQ_CST) && !l->stopping)
         pants__loop_begin_stop(l);
     pants__loop_check_done(l);
+}
+
+/* ---- Socket watchers ---------------------------------------------------- */
+
+#define IO_BATCH 128 /* ready sockets per dispatch; the rest on the next round */
+
+int pants__io_start(pants_loop_t *l, pants__io_t *w, int fd, unsigned events)
+{
+    struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = w};
+
+    PANTS__ASSERT(pants__loop_owned(l));
+    if (__atomic_load_n(&pants__fail_event_add, __ATOMIC_RELAXED) >= 0 &&
+        __atomic_fetch_sub(&pants__fail_event_add, 1, __ATOMIC_RELAXED) == 0)
+        return -ENOMEM;
+    return epoll_ctl(l->io_fd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void pants__io_stop(pants_loop_t *l, int fd)
+{
+    PANTS__ASSERT(pants__loop_owned(l));
+    epoll_ctl(l->io_fd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+/* io_fd is readable (level-triggered): run the sockets that are ready.
+ * The direct system call skips libc's cancellation bookkeeping: loop
+ * threads are never cancelled. */
+static void on_io_ready(evutil_socket_t fd, short what, void *arg)
+{
+    struct epoll_event evs[IO_BATCH];
+    long n = syscall(SYS_epoll_wait, fd, evs, IO_BATCH, 0);
+
+    (void)what;
+    (void)arg;
+    for (long i = 0; i < n; i++) {
+        pants__io_t *w = evs[i].data.ptr;
+        w->cb(w, evs[i].events);
+    }
 }
 
 /* ---- Handles ------------------------------------------------------------ */
@@ -499,11 +537,14 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
     l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (l->wake_fd < 0)
         goto free_loop;
-    if (reserve_base_fds(l->wake_fd) < 0)
+    l->io_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->io_fd < 0)
         goto close_wake;
+    if (reserve_base_fds(l->wake_fd) < 0)
+        goto close_io;
     cfg = event_config_new();
     if (cfg == NULL)
-        goto close_wake;
+        goto close_io;
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     event_config_set_flag(cfg, EVENT_BASE_FLAG_IGNORE_ENV); /* EVENT_NOEPOLL must not win */
     event_config_require_features(cfg, EV_FEATURE_ET);     /* epoll, never poll or select */
@@ -512,15 +553,17 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
     event_config_free(cfg);
     if (l->base == NULL) {
         errno = errno ? errno : ENOSYS;
-        goto close_wake;
+        goto close_io;
     }
-    l->early_close = (event_base_get_features(l->base) & EV_FEATURE_EARLY_CLOSE) != 0;
     l->scratch = malloc(PANTS__SCRATCH_SIZE);
     l->wscratch = malloc(PANTS__SCRATCH_SIZE);
     if (l->scratch == NULL || l->wscratch == NULL)
         goto free_base;
     event_assign(&l->wake_ev, l->base, l->wake_fd, EV_READ | EV_PERSIST | EV_ET, on_wake, l);
     if (event_add(&l->wake_ev, NULL) < 0) /* without it, no post or stop is seen */
+        goto free_base;
+    event_assign(&l->io_ev, l->base, l->io_fd, EV_READ | EV_PERSIST, on_io_ready, l);
+    if (event_add(&l->io_ev, NULL) < 0) /* without it, no stream is ever served */
         goto free_base;
     evtimer_assign(&l->shutdown_ev, l->base, on_shutdown_timeout, l);
     event_assign(&l->pending_ev, l->base, -1, 0, on_pending, l);
@@ -534,6 +577,10 @@ free_base:
     free(l->scratch);
     free(l->wscratch);
     event_base_free(l->base);
+close_io:
+    saved = errno;
+    close(l->io_fd);
+    errno = saved;
 close_wake:
     saved = errno;
     close(l->wake_fd);
@@ -568,6 +615,8 @@ void pants__loop_free(pants_loop_t *l)
     event_del(&l->wake_ev);
     event_del(&l->shutdown_ev);
     event_del(&l->pending_ev);
+    event_del(&l->io_ev);
+    close(l->io_fd);
     close(l->wake_fd);
     event_base_free(l->base);
     pthread_mutex_destroy(&l->queue_mu);
