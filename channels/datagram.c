@@ -492,7 +492,6 @@ static void on_resolved(int err, const pants_addr_t *addrs, size_t n, uint32_t t
     schedule_flush(d);
 }
 
-    want_icmp_errors(fd, family);
 /* Ask the resolver for the names written to.  This runs from the loop,
  * not inside pants_datagram_write, so nothing is sent before the loop
  * runs (a setup before run only queues). */
@@ -556,6 +555,7 @@ static int attach(pants_datagram_t *d, int fd, int family)
     wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (wfd < 0)
         return -errno;
+    want_icmp_errors(fd, family);
     d->fd = fd;
     d->wfd = wfd;
     d->family = family;
