@@ -113,11 +113,28 @@ typedef void (*pants__resolve_cb)(int err, const pants_addr_t *addrs, size_t n, 
 /* How long answers from the hosts file or for "localhost" may be kept. */
 #define PANTS__RESOLVE_LOCAL_TTL 60
 
-/* Resolve host for port on loop l without blocking (hosts file first); cb
- * runs later from l, never inside this call, and the lookup is over (freed)
- * by then: forget it, never cancel it from cb.  NULL with errno on failure. */
+/* The most addresses one answer gives (half of them per family). */
+#define PANTS__RESOLVE_MAX_ADDRS 16
+
+/* Names each loop's cache keeps at most. */
+#define PANTS__RESOLVE_CACHE_MAX 128
+
+/* Resolve host for port on loop l without blocking: the loop's name cache
+ * first (an answer found within its TTL is kept there, per loop, for
+ * every channel of l), then the hosts file, then a name server.  cb runs
+ * later from l, never inside this call -- a cached answer too -- and the
+ * lookup is over (freed) by then: forget it, never cancel it from cb.
+ * NULL with errno on failure.  l's thread. */
 pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16_t port, pants__resolve_cb cb,
                                        void *arg);
+
+/* The answer l's name cache holds for host, now: addrs[0..*n) (at most
+ * max, preference order, IPv4 first) with port.  0, or -ENOENT when host
+ * is not cached (never asked, failed, or its TTL has run out): then ask
+ * with pants__resolve_start.  No callback, no query.  l's thread, or
+ * another before l runs (nothing is cached then). */
+int pants__resolve_cached(pants_loop_t *l, const char *host, uint16_t port, pants_addr_t *addrs, size_t max,
+                          size_t *n);
 
 /* Cancel a lookup in flight: cb will not run. */
 void pants__resolve_cancel(pants__resolve_t *r);

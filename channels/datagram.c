@@ -19,11 +19,11 @@
  * when the receiver consumes one of our packets; a timer retries as a
  * safety net when none comes (the queue was full of others' packets).
  *
- * Names: a packet to "host:port" waits in the queue, in order (packets
- * behind it wait too), for the per-loop resolver (resolve.c), asked from
- * the deferred event, so nothing goes out before the loop runs; answers
- * are cached per datagram for as long as their TTL says (hosts file and
- * localhost answers for PANTS__RESOLVE_LOCAL_TTL).
+ * Names: a name the loop's resolver (resolve.c) has cached goes out like
+ * a numeric address.  Else the packet waits in the queue, in order
+ * (packets behind it wait too), for a lookup asked from the deferred
+ * event, so nothing goes out before the loop runs; the resolver keeps the
+ * answer for its TTL, for every channel of the loop.
  * Errors: IP sockets set IP_RECVERR so ICMP errors (ECONNREFUSED...) reach
  * unconnected sockets too; they are read from the error queue and reported
  * one per ICMP message, and the datagram keeps working.
@@ -44,7 +44,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "channels-internal.h"
@@ -59,8 +58,7 @@
 #define MAX_UDP4            65507         /* 65535 - 20 (IPv4 header) - 8 (UDP header) */
 #define MAX_UDP6            65527         /* 65535 - 8: no jumbograms */
 #define MAX_UNIX            SLOT_SIZE     /* what a receiving datagram takes whole */
-#define CACHE_MAX           32            /* names cached per datagram */
-#define MAX_ADDRS           4             /* addresses kept per name */
+#define MAX_ADDRS           4             /* addresses a lookup keeps for its packets */
 #define ERRS_MAX            16            /* errors waiting for on_error; more are dropped */
 #define RETRY_MS            20            /* a blocked queue is retried at least this often */
 #define REFUSED_RETRIES     8             /* late ICMP errors met by one flush, at most */
@@ -96,22 +94,12 @@ struct lookup_s {
     pants__resolve_t *resolve;     /* in flight, or NULL (not started yet, or answered) */
     bool answered;                 /* the answer (or failure) is in */
     int err;                       /* 0 or the PANTS_EAI_* it failed with */
-    uint32_t ttl_s;                /* how long the answer may be cached */
     size_t waiting;                /* queued packets that need it */
     uint16_t port;                 /* asked for */
     size_t naddrs;                 /* addresses in the answer */
     pants_addr_t addrs[MAX_ADDRS]; /* the answer, in preference order */
     char host[];                   /* asked for */
 };
-
-typedef struct cache_entry_s {
-    struct cache_entry_s *next;    /* newest first */
-    uint64_t expires_ms;           /* CLOCK_MONOTONIC deadline */
-    uint16_t port;                 /* key: host and port */
-    size_t naddrs;                 /* addresses kept */
-    pants_addr_t addrs[MAX_ADDRS]; /* the answer, in preference order */
-    char host[];                   /* key: the name */
-} cache_entry_t;
 
 /* The loop's receive batch: one for all the datagrams of a loop. */
 typedef struct rbatch_s {
@@ -151,8 +139,6 @@ struct pants_datagram_s {
     size_t queued;                 /* payload bytes queued (atomic store, any-thread load) */
     size_t queue_limit;            /* most payload bytes queued */
     lookup_t *lookups;             /* names being resolved or still needed */
-    cache_entry_t *cache;          /* resolved names, newest first */
-    unsigned ncache;               /* entries in cache */
     pants__bound_path_t unix_path; /* socket file bound by listen, removed on close */
 };
 
@@ -386,59 +372,6 @@ static void notify(pants_datagram_t *d)
 
 /* ---- Names -------------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* The cached answer for host:port, dropping expired entries on the way. */
-static const cache_entry_t *cache_find(pants_datagram_t *d, const char *host, uint16_t port)
-{
-    uint64_t now = now_ms();
-
-    for (cache_entry_t **pp = &d->cache; *pp != NULL;) {
-        cache_entry_t *c = *pp;
-        if (c->expires_ms <= now) {
-            *pp = c->next;
-            d->ncache--;
-            free(c);
-            continue;
-        }
-        if (c->port == port && strcmp(c->host, host) == 0)
-            return c;
-        pp = &c->next;
-    }
-    return NULL;
-}
-
-/* Keep an answer for its TTL (an answer with TTL 0 is used once). */
-static void cache_put(pants_datagram_t *d, const lookup_t *lk)
-{
-    size_t hlen = strlen(lk->host) + 1;
-    cache_entry_t *c = lk->ttl_s > 0 ? malloc(sizeof(*c) + hlen) : NULL;
-
-    if (c == NULL)
-        return;
-    c->expires_ms = now_ms() + (uint64_t)lk->ttl_s * 1000;
-    c->port = lk->port;
-    c->naddrs = lk->naddrs;
-    memcpy(c->addrs, lk->addrs, sizeof(c->addrs));
-    memcpy(c->host, lk->host, hlen);
-    c->next = d->cache;
-    d->cache = c;
-    if (++d->ncache <= CACHE_MAX)
-        return;
-    cache_entry_t **pp = &d->cache;
-    while ((*pp)->next != NULL)
-        pp = &(*pp)->next;
-    free(*pp);
-    *pp = NULL;
-    d->ncache--;
-}
-
 static void lookup_free(pants_datagram_t *d, lookup_t *lk)
 {
     for (lookup_t **pp = &d->lookups; *pp != NULL; pp = &(*pp)->next) {
@@ -473,7 +406,6 @@ static void on_resolved(int err, const pants_addr_t *addrs, size_t n, uint32_t t
     lk->resolve = NULL;
     lk->answered = true;
     lk->err = err;
-    lk->ttl_s = ttl_s;
     lk->naddrs = 0;
     /* Half the room for each family: an IPv6-only socket must still find
      * an AAAA answer behind many A ones. */
@@ -484,11 +416,9 @@ static void on_resolved(int err, const pants_addr_t *addrs, size_t n, uint32_t t
             ++*count;
         }
     }
-    if (err == 0 && n > 0) {
-        cache_put(d, lk);
-    } else {
+    (void)ttl_s; /* the loop's resolver caches the answer */
+    if (err != 0 || n == 0)
         note_error(d, err ? err : PANTS_EAI_NODATA);
-    }
     schedule_flush(d);
 }
 
@@ -630,12 +560,6 @@ static void drop_names(pants_datagram_t *d)
         pants__resolve_cancel(lk->resolve);
         free(lk);
     }
-    while (d->cache != NULL) {
-        cache_entry_t *c = d->cache;
-        d->cache = c->next;
-        free(c);
-    }
-    d->ncache = 0;
 }
 
 static void release_io(pants_datagram_t *d)
@@ -1186,9 +1110,9 @@ static int write_addr(pants_datagram_t *d, const void *data, size_t len, const p
 
 static int write_name(pants_datagram_t *d, const void *data, size_t len, const char *host, uint16_t port)
 {
-    const cache_entry_t *c;
-    pants_addr_t a;
+    pants_addr_t addrs[PANTS__RESOLVE_MAX_ADDRS], a;
     lookup_t *lk;
+    size_t n;
     int rc = write_state_error(d);
 
     if (rc < 0)
@@ -1197,9 +1121,10 @@ static int write_name(pants_datagram_t *d, const void *data, size_t len, const c
         return -EINVAL;
     if (len > MAX_UDP6)
         return -EMSGSIZE;
-    c = cache_find(d, host, port);
-    if (c != NULL) {
-        rc = pick(d, c->addrs, c->naddrs, &a);
+    /* Known to the loop's name cache: goes like a numeric address (behind
+     * the packets still waiting for names: the queue keeps the order). */
+    if (pants__resolve_cached(d->handle.loop, host, port, addrs, PANTS__RESOLVE_MAX_ADDRS, &n) == 0) {
+        rc = pick(d, addrs, n, &a);
         return rc < 0 ? rc : write_addr(d, data, len, &a);
     }
     rc = make_room(d, len);

@@ -14,8 +14,15 @@
  * a caller may cache it for exactly that long.  Hosts file and localhost
  * answers carry PANTS__RESOLVE_LOCAL_TTL.
  *
+ * Every answer found (hosts file and localhost ones too) is kept in the
+ * loop's name cache for its TTL, at most CACHE_MAX names (when full, the
+ * one closest to expiry goes), so every channel of the loop -- stream
+ * connects and datagram writes alike -- asks a name server once per name
+ * and TTL.  A lookup of a cached name sends no query.  Failures are not
+ * kept.  The cache is freed with the resolver.
+ *
  * Results are always delivered from the loop, never inside the call that
- * asked, even when they are known at once.
+ * asked, even when they are known at once (the hosts file, the cache).
  *
  * Cancelling is asynchronous in evdns: each query's callback still comes
  * once, later.  So a cancelled lookup stays allocated until both came, as
@@ -25,21 +32,25 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/dns.h>
 #include <event2/util.h>
 
 #include "channels-internal.h"
 
-#define MAX_ADDRS    8          /* addresses kept from one family's answer */
+#define MAX_ADDRS    (PANTS__RESOLVE_MAX_ADDRS / 2) /* addresses kept from one family's answer */
 #define HOSTS_FILE   "/etc/hosts"
 #define MAX_TTL_S    86400      /* a day: longer TTLs are cut to it */
+#define CACHE_MAX    PANTS__RESOLVE_CACHE_MAX /* names cached per loop */
+#define CACHE_SLOTS  64         /* hash chains of the cache */
 
 typedef struct host_entry_s {
     char *name;              /* as written in the hosts file */
@@ -47,11 +58,29 @@ typedef struct host_entry_s {
     unsigned char raw[16];   /* its address (4 or 16 bytes) */
 } host_entry_t;
 
+typedef struct ip_s {
+    unsigned char family;  /* AF_INET or AF_INET6 */
+    unsigned char raw[16]; /* the address (4 or 16 bytes) */
+} ip_t;
+
+/* One cached answer: addresses without a port, so name:80 and name:443
+ * share it. */
+typedef struct cache_entry_s {
+    struct cache_entry_s *next; /* the rest of its hash chain */
+    uint64_t expires_ms;        /* CLOCK_MONOTONIC deadline */
+    uint32_t hash;              /* of name, case folded */
+    unsigned naddrs;            /* entries of ips, IPv4 first */
+    char *name;                 /* the key, as asked (after ips, same block) */
+    ip_t ips[];                 /* the answer, in preference order */
+} cache_entry_t;
+
 typedef struct resolver_s {
-    pants__handle_t handle; /* inactive handle of the loop */
-    struct evdns_base *dns; /* this loop's evdns */
-    host_entry_t *hosts;    /* the hosts file, read once */
-    size_t nhosts;          /* entries */
+    pants__handle_t handle;              /* inactive handle of the loop */
+    struct evdns_base *dns;              /* this loop's evdns */
+    host_entry_t *hosts;                 /* the hosts file, read once */
+    size_t nhosts;                       /* entries */
+    cache_entry_t *cache[CACHE_SLOTS];   /* answers by name hash, chained */
+    unsigned ncache;                     /* entries in cache */
 } resolver_t;
 
 enum { Q_A, Q_AAAA, Q_COUNT };
@@ -68,8 +97,9 @@ struct pants__resolve_s {
     uint16_t port;                       /* put into every address */
     int err;                             /* result: 0 or PANTS_EAI_* */
     uint32_t ttl;                        /* seconds the answer may be kept */
-    pants_addr_t addrs[Q_COUNT * MAX_ADDRS]; /* result addresses, IPv4 first */
+    ip_t ips[Q_COUNT * MAX_ADDRS];       /* result, MAX_ADDRS slots per family */
     size_t n[Q_COUNT];                   /* how many of each family */
+    char host[];                         /* asked for: the cache's key */
 };
 
 /* ---- The hosts file ----------------------------------------------------- */
@@ -145,6 +175,105 @@ static bool has_suffix(const char *host, const char *label)
            (n > k && host[n - k - 1] == '.' && strncasecmp(host + n - k, label, k) == 0);
 }
 
+/* ---- The name cache ----------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* FNV-1a of name, case folded (names are equal ignoring case). */
+static uint32_t name_hash(const char *name)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *p = name; *p != '\0'; p++)
+        h = (h ^ (uint32_t)tolower((unsigned char)*p)) * 16777619u;
+    return h;
+}
+
+/* Unlink *pp from its chain and free it. */
+static void cache_drop(resolver_t *r, cache_entry_t **pp)
+{
+    cache_entry_t *e = *pp;
+
+    *pp = e->next;
+    r->ncache--;
+    free(e);
+}
+
+/* The link to name's live entry, or NULL; expired entries met on the
+ * way are dropped. */
+static cache_entry_t **cache_find(resolver_t *r, const char *name)
+{
+    uint32_t hash = name_hash(name);
+    uint64_t now = now_ms();
+
+    for (cache_entry_t **pp = &r->cache[hash % CACHE_SLOTS]; *pp != NULL;) {
+        cache_entry_t *e = *pp;
+        if (e->expires_ms <= now) {
+            cache_drop(r, pp);
+            continue;
+        }
+        if (e->hash == hash && strcasecmp(e->name, name) == 0)
+            return pp;
+        pp = &e->next;
+    }
+    return NULL;
+}
+
+/* Room for one more: the entry closest to expiry goes (an expired one
+ * first of all). */
+static void cache_evict(resolver_t *r)
+{
+    cache_entry_t **victim = NULL;
+
+    for (size_t i = 0; i < CACHE_SLOTS; i++)
+        for (cache_entry_t **pp = &r->cache[i]; *pp != NULL; pp = &(*pp)->next)
+            if (victim == NULL || (*pp)->expires_ms < (*victim)->expires_ms)
+                victim = pp;
+    if (victim != NULL)
+        cache_drop(r, victim);
+}
+
+/* Keep q's answer for q->ttl seconds, in place of an older one for the
+ * same name (an answer with TTL 0 is not kept). */
+static void cache_put(resolver_t *r, const pants__resolve_t *q)
+{
+    size_t n = q->n[Q_A] + q->n[Q_AAAA], hlen = strlen(q->host) + 1;
+    cache_entry_t **old = cache_find(r, q->host), *e;
+
+    if (old != NULL)
+        cache_drop(r, old);
+    if (q->ttl == 0 || n == 0)
+        return;
+    e = malloc(sizeof(*e) + n * sizeof(ip_t) + hlen);
+    if (e == NULL)
+        return; /* uncached: the next lookup asks again */
+    if (r->ncache >= CACHE_MAX)
+        cache_evict(r);
+    e->expires_ms = now_ms() + (uint64_t)q->ttl * 1000;
+    e->hash = name_hash(q->host);
+    e->naddrs = (unsigned)n;
+    memcpy(e->ips, q->ips, q->n[Q_A] * sizeof(ip_t));
+    memcpy(e->ips + q->n[Q_A], q->ips + MAX_ADDRS, q->n[Q_AAAA] * sizeof(ip_t));
+    e->name = (char *)(e->ips + n);
+    memcpy(e->name, q->host, hlen);
+    e->next = r->cache[e->hash % CACHE_SLOTS];
+    r->cache[e->hash % CACHE_SLOTS] = e;
+    r->ncache++;
+}
+
+static void cache_free(resolver_t *r)
+{
+    for (size_t i = 0; i < CACHE_SLOTS; i++)
+        while (r->cache[i] != NULL)
+            cache_drop(r, &r->cache[i]);
+}
+
 /* ---- The resolver of a loop --------------------------------------------- */
 
 static void resolver_release(pants__handle_t *h)
@@ -156,10 +285,11 @@ static void resolver_release(pants__handle_t *h)
     for (size_t i = 0; i < r->nhosts; i++)
         free(r->hosts[i].name);
     free(r->hosts);
+    cache_free(r);
     free(r);
 }
 
-static const pants__handle_ops_t resolver_ops = {"resolver", NULL, NULL, resolver_release};
+static const pants__handle_ops_t resolver_ops = {.name = "resolver", .release = resolver_release};
 
 static void configure(struct evdns_base *dns, const pants_engine_options_t *o)
 {
@@ -197,14 +327,18 @@ static resolver_t *loop_resolver(pants_loop_t *l)
 
 /* ---- One lookup --------------------------------------------------------- */
 
-/* One more address of the answer (port and all), if there is room. */
+/* One more address of the answer, if there is room. */
 static void keep(pants__resolve_t *q, int family, const void *raw)
 {
     int fam = family == AF_INET ? Q_A : Q_AAAA;
+    ip_t *ip;
 
     if (q->n[fam] == MAX_ADDRS)
         return;
-    pants__addr_set_ip(&q->addrs[fam * MAX_ADDRS + q->n[fam]++], family, raw, q->port);
+    ip = &q->ips[fam * MAX_ADDRS + q->n[fam]];
+    ip->family = (unsigned char)family;
+    memcpy(ip->raw, raw, family == AF_INET ? 4 : 16);
+    q->n[fam]++;
 }
 
 static int map_dns_err(int e)
@@ -264,6 +398,8 @@ static void answered(pants__resolve_t *q, int which, int result, int count, int 
     }
     if (q->waiting == 0) {
         settle(q);
+        if (q->err == 0)
+            cache_put(q->loop->resolver, q);
         event_active(&q->done_ev, 0, 0);
     }
 }
@@ -284,7 +420,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     pants__resolve_t *q = arg;
     pants_addr_t addrs[Q_COUNT * MAX_ADDRS];
-    size_t n = q->err ? 0 : q->n[Q_A] + q->n[Q_AAAA];
+    size_t n = 0;
     pants__resolve_cb cb = q->cb;
     void *cb_arg = q->arg;
     int err = q->err;
@@ -293,15 +429,32 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     /* IPv4 first, then IPv6; q is gone before the call, whatever it does. */
-    memcpy(addrs, q->addrs, q->n[Q_A] * sizeof(addrs[0]));
-    memcpy(addrs + q->n[Q_A], q->addrs + MAX_ADDRS, q->n[Q_AAAA] * sizeof(addrs[0]));
+    for (int fam = 0; fam < Q_COUNT && err == 0; fam++)
+        for (size_t i = 0; i < q->n[fam]; i++, n++)
+            pants__addr_set_ip(&addrs[n], q->ips[fam * MAX_ADDRS + i].family, q->ips[fam * MAX_ADDRS + i].raw,
+                               q->port);
     free(q);
     cb(err, err ? NULL : addrs, n, ttl, cb_arg);
 }
 
-/* Known without asking a server: .invalid, the hosts file, localhost. */
-static bool answer_locally(pants__resolve_t *q, resolver_t *r, const char *host)
+/* A live cached answer, with what is left of its TTL. */
+static bool answer_from_cache(pants__resolve_t *q, resolver_t *r)
 {
+    cache_entry_t **pp = cache_find(r, q->host);
+    uint64_t now = now_ms();
+
+    if (pp == NULL)
+        return false;
+    for (unsigned i = 0; i < (*pp)->naddrs; i++)
+        keep(q, (*pp)->ips[i].family, (*pp)->ips[i].raw);
+    q->ttl = (uint32_t)(((*pp)->expires_ms > now ? (*pp)->expires_ms - now : 0) / 1000);
+    return true;
+}
+
+/* Known without asking a server: .invalid, the hosts file, localhost. */
+static bool answer_locally(pants__resolve_t *q, resolver_t *r)
+{
+    const char *host = q->host;
     size_t n = name_len(host);
 
     if (has_suffix(host, "invalid")) {
@@ -319,14 +472,28 @@ static bool answer_locally(pants__resolve_t *q, resolver_t *r, const char *host)
     if (q->n[Q_A] + q->n[Q_AAAA] == 0)
         return false;
     q->ttl = PANTS__RESOLVE_LOCAL_TTL;
+    cache_put(r, q);
     return true;
+}
+
+/* The A and AAAA queries, out together. */
+static void ask(pants__resolve_t *q, resolver_t *r)
+{
+    q->waiting = Q_COUNT;
+    q->req[Q_A] = evdns_base_resolve_ipv4(r->dns, q->host, 0, on_a, q);
+    if (q->req[Q_A] == NULL)
+        answered(q, Q_A, DNS_ERR_UNKNOWN, 0, 0, NULL);
+    q->req[Q_AAAA] = evdns_base_resolve_ipv6(r->dns, q->host, 0, on_aaaa, q);
+    if (q->req[Q_AAAA] == NULL)
+        answered(q, Q_AAAA, DNS_ERR_UNKNOWN, 0, 0, NULL);
 }
 
 pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16_t port, pants__resolve_cb cb,
                                        void *arg)
 {
     resolver_t *r = loop_resolver(l);
-    pants__resolve_t *q = r ? calloc(1, sizeof(*q)) : NULL;
+    size_t hlen = strlen(host) + 1;
+    pants__resolve_t *q = r ? calloc(1, sizeof(*q) + hlen) : NULL;
 
     if (q == NULL) {
         errno = ENOMEM;
@@ -337,8 +504,9 @@ pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16
     q->arg = arg;
     q->port = port;
     q->ttl = MAX_TTL_S;
+    memcpy(q->host, host, hlen);
     event_assign(&q->done_ev, l->base, -1, 0, on_done, q);
-    if (answer_locally(q, r, host)) {
+    if (answer_from_cache(q, r) || answer_locally(q, r)) {
         event_active(&q->done_ev, 0, 0);
         return q;
     }
@@ -348,14 +516,22 @@ pants__resolve_t *pants__resolve_start(pants_loop_t *l, const char *host, uint16
         event_active(&q->done_ev, 0, 0);
         return q;
     }
-    q->waiting = Q_COUNT;
-    q->req[Q_A] = evdns_base_resolve_ipv4(r->dns, host, 0, on_a, q);
-    if (q->req[Q_A] == NULL)
-        answered(q, Q_A, DNS_ERR_UNKNOWN, 0, 0, NULL);
-    q->req[Q_AAAA] = evdns_base_resolve_ipv6(r->dns, host, 0, on_aaaa, q);
-    if (q->req[Q_AAAA] == NULL)
-        answered(q, Q_AAAA, DNS_ERR_UNKNOWN, 0, 0, NULL);
+    ask(q, r);
     return q;
+}
+
+int pants__resolve_cached(pants_loop_t *l, const char *host, uint16_t port, pants_addr_t *addrs, size_t max,
+                          size_t *n)
+{
+    resolver_t *r = l->resolver;
+    cache_entry_t **pp = r != NULL ? cache_find(r, host) : NULL;
+
+    *n = 0;
+    if (pp == NULL)
+        return -ENOENT;
+    for (unsigned i = 0; i < (*pp)->naddrs && *n < max; i++, ++*n)
+        pants__addr_set_ip(&addrs[*n], (*pp)->ips[i].family, (*pp)->ips[i].raw, port);
+    return 0;
 }
 
 /* Loop teardown before evdns' last call came: free without a call. */
@@ -364,7 +540,7 @@ static void cancelled_release(pants__handle_t *h)
     free(h);
 }
 
-static const pants__handle_ops_t cancelled_ops = {"resolve", NULL, NULL, cancelled_release};
+static const pants__handle_ops_t cancelled_ops = {.name = "resolve", .release = cancelled_release};
 
 void pants__resolve_cancel(pants__resolve_t *q)
 {

@@ -408,8 +408,10 @@ PANTS_EXTERN int pants_datagram_listen(pants_datagram_t *d, const char *address)
 /* Queue one packet of len bytes (copied; len 0 sends an empty packet) to
  * address: numeric as for listen but without the "every interface" forms,
  * or "host:port", resolved without blocking the loop (the hosts file first;
- * the lookup starts once the loop runs; answers are kept for their DNS
- * TTL, those of the hosts file or "localhost" for 60 s).  A
+ * the lookup starts once the loop runs).  Answers are kept by d's loop for
+ * their DNS TTL (those of the hosts file or "localhost" for 60 s) and serve
+ * every datagram and stream connect of that loop: a name it knows goes
+ * out without a query.  Otherwise a
  * packet to a name waits in the queue, in order with the others (also those
  * written after it), until the name has resolved; if it does not,
  * on_error gets the PANTS_EAI_* code and those packets are dropped.
