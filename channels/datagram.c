@@ -19,6 +19,10 @@
  * when the receiver consumes one of our packets; a timer retries as a
  * safety net when none comes (the queue was full of others' packets).
  *
+ * The queue is bounded by what it costs in memory, not by payload: a
+ * packet counts as its node (header and payload room, at least
+ * SPARE_PAYLOAD), so a flood of tiny packets is held to the limit too.
+ *
  * Names: a name the loop's resolver (resolve.c) has cached goes out like
  * a numeric address.  Else the packet waits in the queue, in order
  * (packets behind it wait too), for a lookup asked from the deferred
@@ -54,7 +58,7 @@
 #define RECV_ROUNDS         4             /* recvmmsg calls per wake-up, then the others run */
 #define SLOT_SIZE           65536         /* receive room per packet: any UDP payload fits */
 #define SEND_BATCH          64            /* packets per sendmmsg */
-#define DEFAULT_QUEUE_LIMIT (1024 * 1024) /* payload bytes the send queue may hold */
+#define DEFAULT_QUEUE_LIMIT (1024 * 1024) /* bytes of memory the send queue may hold */
 #define MAX_UDP4            65507         /* 65535 - 20 (IPv4 header) - 8 (UDP header) */
 #define MAX_UDP6            65527         /* 65535 - 8: no jumbograms */
 #define MAX_UNIX            SLOT_SIZE     /* what a receiving datagram takes whole */
@@ -137,7 +141,8 @@ struct pants_datagram_s {
     packet_t *spare;               /* emptied small nodes, reused by the queue */
     unsigned nspare;               /* how many */
     size_t queued;                 /* payload bytes queued (atomic store, any-thread load) */
-    size_t queue_limit;            /* most payload bytes queued */
+    size_t cost;                   /* memory the queued nodes take (packet_cost) */
+    size_t queue_limit;            /* most cost queued */
     lookup_t *lookups;             /* names being resolved or still needed */
     pants__bound_path_t unix_path; /* socket file bound by listen, removed on close */
 };
@@ -199,9 +204,11 @@ size_t pants_datagram_pending(const pants_datagram_t *d)
     return d ? __atomic_load_n(&d->queued, __ATOMIC_RELAXED) : 0;
 }
 
-static void queued_add(pants_datagram_t *d, size_t len, bool add)
+/* A packet of p_len payload bytes (re)enters or leaves the queue. */
+static void queued_add(pants_datagram_t *d, size_t p_len, size_t p_cost, bool add)
 {
-    __atomic_store_n(&d->queued, add ? d->queued + len : d->queued - len, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->queued, add ? d->queued + p_len : d->queued - p_len, __ATOMIC_RELAXED);
+    d->cost = add ? d->cost + p_cost : d->cost - p_cost;
 }
 
 /* ---- Addresses ---------------------------------------------------------- */
@@ -550,6 +557,7 @@ static void drop_queue(pants_datagram_t *d)
     d->nspare = 0;
     d->tail = NULL;
     __atomic_store_n(&d->queued, 0, __ATOMIC_RELAXED);
+    d->cost = 0;
 }
 
 static void drop_names(pants_datagram_t *d)
@@ -875,13 +883,25 @@ static void unblock(pants_datagram_t *d)
     event_del(&d->retry_ev);
 }
 
-/* Take p (after prev, or the head) off the queue and free it. */
 /* Queue nodes: packets up to SPARE_PAYLOAD bytes get nodes of that size,
  * and an emptied one is kept for the next, so a steady stream of replies
  * allocates nothing per packet. */
+static size_t node_cap(size_t len)
+{
+    return len <= SPARE_PAYLOAD ? SPARE_PAYLOAD : len;
+}
+
+/* What a packet of len bytes costs while queued: its node, header and
+ * payload room.  The queue limit counts this, not the payload, so tiny
+ * packets cannot hold memory far beyond it. */
+static size_t packet_cost(size_t len)
+{
+    return sizeof(packet_t) + node_cap(len);
+}
+
 static packet_t *packet_alloc(pants_datagram_t *d, size_t len)
 {
-    size_t cap = len <= SPARE_PAYLOAD ? SPARE_PAYLOAD : len;
+    size_t cap = node_cap(len);
     packet_t *p = d->spare;
 
     if (cap == SPARE_PAYLOAD && p != NULL) {
@@ -906,6 +926,7 @@ static void packet_free(pants_datagram_t *d, packet_t *p)
     d->nspare++;
 }
 
+/* Take p (after prev, or the head) off the queue and free it. */
 static void unlink_packet(pants_datagram_t *d, packet_t *prev, packet_t *p)
 {
     if (prev)
@@ -914,7 +935,7 @@ static void unlink_packet(pants_datagram_t *d, packet_t *prev, packet_t *p)
         d->head = p->next;
     if (d->tail == p)
         d->tail = prev;
-    queued_add(d, p->len, false);
+    queued_add(d, p->len, sizeof(*p) + p->cap, false);
     if (p->lookup)
         lookup_unref(d, p->lookup);
     packet_free(d, p);
@@ -935,10 +956,10 @@ static int prepare(pants_datagram_t *d, packet_t *p)
     if (lk->err != 0 || lk->naddrs == 0)
         return -1;
     rc = pick(d, lk->addrs, lk->naddrs, &p->to);
+    if (rc == 0 && p->len > max_packet(&p->to))
+        rc = -EMSGSIZE; /* before a first packet makes the socket */
     if (rc == 0 && d->fd < 0)
         rc = open_writer(d, p->to.ss.ss_family);
-    if (rc == 0 && p->len > max_packet(&p->to))
-        rc = -EMSGSIZE;
     if (rc < 0) {
         note_error(d, rc);
         return -1;
@@ -1046,22 +1067,27 @@ static void dgram_on_retry(evutil_socket_t fd, short what, void *arg)
     dgram_on_writable(fd, what, arg);
 }
 
-/* Room for len more bytes: if the queue is full, try to send it now. */
+/* Room for a packet of len more bytes (counted as packet_cost): if the
+ * queue is full, try to send it now. */
 static int make_room(pants_datagram_t *d, size_t len)
 {
-    if (len > d->queue_limit)
+    size_t cost = packet_cost(len);
+
+    if (cost > d->queue_limit)
         return -ENOBUFS;
-    if (d->queued + len > d->queue_limit && d->head != NULL && !d->blocked && d->fd >= 0)
+    if (d->cost + cost > d->queue_limit && d->head != NULL && !d->blocked && d->fd >= 0)
         flush(d);
-    return d->queued + len <= d->queue_limit ? 0 : -ENOBUFS;
+    return d->cost + cost <= d->queue_limit ? 0 : -ENOBUFS;
 }
 
-static int enqueue(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *to, lookup_t *lk)
+/* A node holding a copy of data, for to (or, with lk, for a name). */
+static packet_t *packet_new(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *to,
+                            lookup_t *lk)
 {
     packet_t *p = packet_alloc(d, len);
 
     if (p == NULL)
-        return -ENOMEM;
+        return NULL;
     p->next = NULL;
     p->lookup = lk;
     p->len = len;
@@ -1071,15 +1097,20 @@ static int enqueue(pants_datagram_t *d, const void *data, size_t len, const pant
     }
     if (len > 0)
         memcpy(p->data, data, len);
+    return p;
+}
+
+/* p goes to the back of the queue. */
+static void push(pants_datagram_t *d, packet_t *p)
+{
     if (d->tail)
         d->tail->next = p;
     else
         d->head = p;
     d->tail = p;
-    queued_add(d, len, true);
+    queued_add(d, p->len, sizeof(*p) + p->cap, true);
     d->want_on_write = true;
     schedule_flush(d);
-    return 0;
 }
 
 static int write_state_error(const pants_datagram_t *d)
@@ -1087,9 +1118,24 @@ static int write_state_error(const pants_datagram_t *d)
     return d->state == G_CLOSED || d->ending ? -EPIPE : 0;
 }
 
+/* May a packet of len bytes go to *dst (fitted to d's socket)?  Asked in
+ * full before a first write makes the socket, so a refused write leaves
+ * none behind. */
+static int admit(pants_datagram_t *d, size_t len, pants_addr_t *dst)
+{
+    int rc;
+
+    if (len > max_packet(dst))
+        return -EMSGSIZE;
+    if (d->fd >= 0 && (rc = fit_family(d, dst)) < 0)
+        return rc;
+    return make_room(d, len);
+}
+
 static int write_addr(pants_datagram_t *d, const void *data, size_t len, const pants_addr_t *to)
 {
     pants_addr_t dst;
+    packet_t *p;
     int rc = write_state_error(d);
 
     if (rc == 0)
@@ -1098,20 +1144,43 @@ static int write_addr(pants_datagram_t *d, const void *data, size_t len, const p
         return rc;
     memcpy(&dst.ss, &to->ss, to->len);
     dst.len = to->len;
-    if (len > max_packet(&dst))
-        return -EMSGSIZE;
-    if (d->fd < 0 && (rc = open_writer(d, dst.ss.ss_family)) < 0)
+    if ((rc = admit(d, len, &dst)) < 0)
         return rc;
-    rc = fit_family(d, &dst);
-    if (rc == 0)
-        rc = make_room(d, len);
-    return rc < 0 ? rc : enqueue(d, data, len, &dst, NULL);
+    if ((p = packet_new(d, data, len, &dst, NULL)) == NULL)
+        return -ENOMEM;
+    if (d->fd < 0 && (rc = open_writer(d, dst.ss.ss_family)) < 0) {
+        packet_free(d, p);
+        return rc;
+    }
+    push(d, p);
+    return 0;
+}
+
+/* A packet to a name waiting in the queue for its lookup. */
+static int write_lookup(pants_datagram_t *d, const void *data, size_t len, const char *host, uint16_t port)
+{
+    lookup_t *lk;
+    packet_t *p;
+    int rc = make_room(d, len);
+
+    if (rc < 0)
+        return rc;
+    lk = lookup_get(d, host, port);
+    if (lk == NULL)
+        return -ENOMEM;
+    lk->waiting++;
+    p = packet_new(d, data, len, NULL, lk);
+    if (p == NULL) {
+        lookup_unref(d, lk);
+        return -ENOMEM;
+    }
+    push(d, p);
+    return 0;
 }
 
 static int write_name(pants_datagram_t *d, const void *data, size_t len, const char *host, uint16_t port)
 {
     pants_addr_t addrs[PANTS__RESOLVE_MAX_ADDRS], a;
-    lookup_t *lk;
     size_t n;
     int rc = write_state_error(d);
 
@@ -1127,17 +1196,7 @@ static int write_name(pants_datagram_t *d, const void *data, size_t len, const c
         rc = pick(d, addrs, n, &a);
         return rc < 0 ? rc : write_addr(d, data, len, &a);
     }
-    rc = make_room(d, len);
-    if (rc < 0)
-        return rc;
-    lk = lookup_get(d, host, port);
-    if (lk == NULL)
-        return -ENOMEM;
-    lk->waiting++;
-    rc = enqueue(d, data, len, NULL, lk);
-    if (rc < 0)
-        lookup_unref(d, lk);
-    return rc;
+    return write_lookup(d, data, len, host, port);
 }
 
 static int dgram_write(pants_datagram_t *d, const void *data, size_t len, const char *address)

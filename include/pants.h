@@ -357,7 +357,8 @@ PANTS_EXTERN int pants_server_local_address(pants_server_t *srv, pants_addr_t *a
  * ephemeral port; Unix: an autobound abstract name), so replies reach it.
  * Writes are queued (copied) and handed to the kernel in batches; what the
  * kernel does not take yet (EAGAIN) waits, in order, until the socket is
- * writable.  The queue holds at most 1 MiB of payload by default
+ * writable.  The queue is bounded by the memory it takes, 1 MiB by
+ * default, each packet counted at its real cost, not its payload
  * (pants_datagram_set_queue_limit).
  *
  * Largest packets: 65507 bytes over IPv4, 65527 over IPv6, 65536 over Unix
@@ -417,10 +418,14 @@ PANTS_EXTERN int pants_datagram_listen(pants_datagram_t *d, const char *address)
  * on_error gets the PANTS_EAI_* code and those packets are dropped.
  * Returns 0 once queued; -EINVAL for NULL arguments or a malformed address
  * (no callback follows); -EMSGSIZE for a packet larger than the protocol
- * allows; -ENOBUFS if the queue would pass its limit (nothing is queued);
+ * allows; -ENOBUFS if the queue would pass its limit (nothing is queued;
+ * see pants_datagram_set_queue_limit for what a packet counts as);
  * -EAFNOSUPPORT for a destination d's socket cannot reach (an IPv6 address
  * from an IPv4 socket, Unix from IP...); -EPIPE after end/close; -ENOMEM,
- * or the errno of creating d's socket.  d's loop thread (or before run). */
+ * or the errno of creating d's socket.  A refused write changes nothing: a
+ * first write that fails leaves d without a socket, as before it (so does
+ * a first packet to a name that on_error reports as too large).  d's loop
+ * thread (or before run). */
 PANTS_EXTERN int pants_datagram_write(pants_datagram_t *d, const void *data, size_t len, const char *address);
 
 /* The same to an address already parsed, such as on_read's from.  Returns
@@ -449,14 +454,22 @@ PANTS_EXTERN void pants_datagram_set_data(pants_datagram_t *d, void *data);
 /* The loop d is pinned to.  Any thread. */
 PANTS_EXTERN pants_loop_t *pants_datagram_loop(const pants_datagram_t *d);
 
-/* The most payload bytes the send queue may hold (default 1 MiB); a write
- * that would pass it returns -ENOBUFS, so a packet larger than the limit is
- * always refused.  Lowering it below what is queued drops nothing.  Returns
- * 0, -EINVAL for NULL or 0 bytes.  d's loop thread (or before run). */
+/* The most memory the send queue may take, in bytes (default 1 MiB).  A
+ * queued packet counts as what it really costs, not as its payload: its
+ * payload room -- at least 2048 bytes, since small packets get nodes of
+ * that size, which are reused -- plus a header of under 200 bytes.  So any
+ * packet of up to 2 KiB counts as about 2.2 KiB, and the default holds some
+ * 470 small packets, or 15 of 64 KiB.  A write that would pass the limit
+ * returns -ENOBUFS and queues nothing, so a packet whose cost alone passes
+ * it is always refused.  Lowering it below what is queued drops nothing.
+ * Returns 0, -EINVAL for NULL or 0 bytes.  d's loop thread (or before
+ * run). */
 PANTS_EXTERN int pants_datagram_set_queue_limit(pants_datagram_t *d, size_t bytes);
 
 /* Payload bytes queued, not yet handed to the kernel (also those waiting
- * for a name).  Any thread (a snapshot). */
+ * for a name): what was written, not the memory the queue takes, which
+ * is what the queue limit counts -- so -ENOBUFS may come while pending()
+ * is far below the limit (tiny packets).  Any thread (a snapshot). */
 PANTS_EXTERN size_t pants_datagram_pending(const pants_datagram_t *d);
 
 /* The address d's socket is bound to (the port chosen after listening on

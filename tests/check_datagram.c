@@ -238,6 +238,31 @@ static pants_addr_t loop_local(struct rec *r)
     return c.addr;
 }
 
+static void do_fd(void *arg)
+{
+    struct call *c = arg;
+
+    c->rc = pants_datagram_fd(c->r->d);
+}
+
+/* pants_datagram_fd, on the loop. */
+static int loop_fd(struct rec *r)
+{
+    struct call c = {.r = r};
+
+    pt_on_loop(pants_datagram_loop(r->d), do_fd, &c);
+    return c.rc;
+}
+
+/* pants_datagram_local_address's result, on the loop. */
+static int loop_local_rc(struct rec *r)
+{
+    struct call c = {.r = r};
+
+    pt_on_loop(pants_datagram_loop(r->d), do_local, &c);
+    return c.rc;
+}
+
 static void do_close(void *arg)
 {
     struct call *c = arg;
@@ -979,6 +1004,121 @@ START_TEST(test_queue_limit_enobufs)
 }
 END_TEST
 
+/* The process's resident memory, in KiB. */
+static long rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &resident), 2);
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Fill the queue of the Unix receiver at address from a plain socket of
+ * our own until the kernel says EAGAIN; returns how many packets that
+ * took.  A sender then gets EAGAIN at once: nothing of it can drain. */
+static int fill_receiver(const char *address)
+{
+    pants_addr_t to;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), n = 0;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pants_addr_parse(&to, address), 0);
+    while (sendto(fd, "f", 1, 0, (const struct sockaddr *)&to.ss, to.len) == 1)
+        n++;
+    ck_assert_int_eq(errno, EAGAIN);
+    close(fd);
+    return n;
+}
+
+/* Tiny packets to a destination that cannot drain, until -ENOBUFS: the
+ * limit counts each packet's real cost (a node of at least 2 KiB), so the
+ * default 1 MiB holds at most 512 of them (not a million 1-byte packets,
+ * or any number of empty ones), memory stays bounded, pending() still
+ * counts payload bytes, and every accepted packet goes out once the
+ * receiver reads.  _i: the packet size (0, 1, 100). */
+START_TEST(test_queue_limit_counts_packet_cost)
+{
+    static const size_t sizes[] = {0, 1, 100};
+    pants_engine_t *e = engine_with(NULL);
+    size_t size = sizes[_i];
+    char ra[128], buf[256];
+    struct rec *cli = dgram(e, NULL);
+    struct burst b;
+    int fd, filled, got = 0;
+    long rss;
+
+    pt_unix_addr(ra, sizeof(ra), "full");
+    fd = raw_socket(ra);
+    filled = fill_receiver(ra);
+    b = (struct burst){.r = cli, .address = ra, .count = 20000, .size = size};
+    start(e);
+    rss = rss_kib();
+    pt_on_loop(loop0(e), do_burst, &b);
+    ck_assert_int_eq(b.rc, -ENOBUFS);
+    ck_assert_int_le(b.written, (1 << 20) / 2048); /* each costs more than 2 KiB */
+    ck_assert_int_ge(b.written, (1 << 20) / 4096); /* but not much more */
+    ck_assert_uint_eq(b.pending_after, (size_t)b.written * size); /* payload, all of it queued */
+    ck_assert_int_lt(rss_kib() - rss, 16 * 1024);
+    while (raw_recv(fd, buf, sizeof(buf), NULL, 3000) >= 0 && ++got < filled + b.written)
+        ;
+    ck_assert_int_eq(got, filled + b.written);
+    ck_assert(pt_wait(&cli->writes, 5000));
+    ck_assert_uint_eq(loop_pending(cli), 0);
+    ck_assert_int_eq(get(&cli->errors), 0);
+    close(fd);
+    finish(e);
+    rec_free(cli);
+}
+END_TEST
+
+/* d has no socket, and no descriptor was left open (lowest: the lowest
+ * free one before). */
+static void assert_no_socket(pants_datagram_t *d, int lowest)
+{
+    pants_addr_t a;
+
+    ck_assert_int_eq(pants_datagram_fd(d), -1);
+    ck_assert_int_eq(pants_datagram_local_address(d, &a), -ENOTCONN);
+    ck_assert_int_eq(pt_lowest_free_fd(), lowest);
+}
+
+/* A first write refused for room or size leaves no socket behind: the
+ * datagram is as before it, and a later write still makes one. */
+START_TEST(test_refused_first_write_leaves_no_socket)
+{
+    static unsigned char big[65508];
+    pants_engine_t *e = engine_with(NULL);
+    struct rec *cli = dgram(e, NULL);
+    int fd = raw_socket("127.0.0.1:0"), lowest = pt_lowest_free_fd();
+    pants_addr_t to = raw_addr(fd);
+    char la[64];
+
+    fmt(&to, la, sizeof(la));
+    ck_assert_int_eq(pants_datagram_set_queue_limit(cli->d, 1000), 0);
+    ck_assert_int_eq(pants_datagram_write(cli->d, big, 1500, la), -ENOBUFS); /* larger than the limit */
+    assert_no_socket(cli->d, lowest);
+    ck_assert_int_eq(pants_datagram_write_to(cli->d, big, 1500, &to), -ENOBUFS);
+    assert_no_socket(cli->d, lowest);
+    ck_assert_int_eq(pants_datagram_write(cli->d, "x", 1, la), -ENOBUFS); /* its cost is too */
+    assert_no_socket(cli->d, lowest);
+    ck_assert_int_eq(pants_datagram_set_queue_limit(cli->d, 1 << 20), 0);
+    ck_assert_int_eq(pants_datagram_write(cli->d, big, sizeof(big), la), -EMSGSIZE);
+    assert_no_socket(cli->d, lowest);
+    ck_assert_uint_eq(pants_datagram_pending(cli->d), 0);
+    start(e);
+    ck_assert_int_eq(loop_write(cli, la, "ok", 2), 0);
+    raw_expect(fd, "ok");
+    ck_assert_int_ge(loop_fd(cli), 0);
+    ck_assert_int_eq(get(&cli->errors), 0);
+    close(fd);
+    finish(e);
+    rec_free(cli);
+}
+END_TEST
+
 START_TEST(test_end_sends_queue_then_closes)
 {
     pants_engine_t *e = engine_with(NULL);
@@ -1341,6 +1481,39 @@ START_TEST(test_close_cancels_lookup)
 }
 END_TEST
 
+/* A first packet to a name, too large for the IPv4 address the name
+ * resolves to: on_error(-EMSGSIZE), and no socket was made for it. */
+START_TEST(test_name_too_large_leaves_no_socket)
+{
+    static unsigned char big[65510]; /* fits IPv6, not IPv4 */
+    struct pt_dns dns;
+    char server[64], name[64];
+    pants_engine_options_t o = {.dns_server = server, .dns_timeout_ms = 3000};
+    pants_engine_t *e;
+    struct rec *cli;
+    int fd = raw_socket("127.0.0.1:0");
+    pants_addr_t live = raw_addr(fd);
+
+    pt_dns_start(&dns, 0, server, sizeof(server));
+    e = engine_with(&o);
+    cli = dgram(e, NULL);
+    snprintf(name, sizeof(name), "big.test:%u", ntohs(((struct sockaddr_in *)&live.ss)->sin_port));
+    start(e);
+    ck_assert_int_eq(loop_write(cli, name, big, sizeof(big)), 0); /* queued for the name */
+    ck_assert(pt_wait(&cli->errors, 5000));
+    ck_assert_int_eq(cli->errs[0], -EMSGSIZE);
+    ck_assert_int_eq(loop_fd(cli), -1);
+    ck_assert_int_eq(loop_local_rc(cli), -ENOTCONN);
+    ck_assert_int_eq(loop_write(cli, name, "small", 5), 0);
+    raw_expect(fd, "small");
+    ck_assert_int_ge(loop_fd(cli), 0);
+    close(fd);
+    finish(e);
+    pt_dns_stop(&dns);
+    rec_free(cli);
+}
+END_TEST
+
 /* Before the engine runs, a write to a name only queues: no query goes
  * out until the loop runs, and an engine freed unrun frees it all. */
 START_TEST(test_no_query_before_run)
@@ -1491,6 +1664,8 @@ Suite *datagram_suite(void)
     tcase_add_test(unx, test_truncated_packet_reported);
     tcase_add_test(queue, test_eagain_queues_in_order);
     tcase_add_test(queue, test_queue_limit_enobufs);
+    tcase_add_loop_test(queue, test_queue_limit_counts_packet_cost, 0, 3);
+    tcase_add_test(queue, test_refused_first_write_leaves_no_socket);
     tcase_add_test(queue, test_end_sends_queue_then_closes);
     tcase_add_test(queue, test_close_drops_queue);
     tcase_add_test(errs, test_refused_keeps_working);
@@ -1504,6 +1679,7 @@ Suite *datagram_suite(void)
     tcase_add_test(names, test_end_waits_for_name);
     tcase_add_test(names, test_close_cancels_lookup);
     tcase_add_test(names, test_no_query_before_run);
+    tcase_add_test(names, test_name_too_large_leaves_no_socket);
     tcase_add_test(eng, test_wrong_thread);
     tcase_add_test(eng, test_new_from_other_thread_while_running);
     tcase_add_test(eng, test_engine_stop_closes_datagrams);
