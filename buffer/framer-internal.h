@@ -8,8 +8,11 @@
  *
  * Searches never rescan: the framer remembers how far into the pending
  * (not yet cut) bytes it has searched without a match, so a 1 MiB line
- * arriving one byte at a time costs O(n), not O(n^2).  The memory is reset
- * whenever a frame is cut (pants__framer_consumed) or the delimiter changes.
+ * arriving one byte at a time costs O(n), not O(n^2).  (A regex resumes at
+ * the start of a partial match, so it may search some bytes again; the
+ * steps of all its searches for one frame are bounded, see framer.c.)  The
+ * memory is reset whenever a frame is cut (pants__framer_consumed) or the
+ * delimiter changes.
  *
  * Thread: a framer is used by one thread at a time (its stream's loop).
  */
@@ -45,9 +48,11 @@ typedef struct pants__framer_s {
         } until;                  /* PANTS__FRAME_UNTIL */
         size_t exact;             /* PANTS__FRAME_EXACT: frame size, >= 1 */
         struct {
-            void *code;       /* pcre2_code_8 *, compiled once (JIT if possible) */
-            void *match_data; /* pcre2_match_data_8 *, reused for every match */
-        } regex;              /* PANTS__FRAME_REGEX */
+            void *code;          /* pcre2_code_8 *, compiled once (JIT if possible) */
+            void *match_data;    /* pcre2_match_data_8 *, reused for every match */
+            void *match_context; /* pcre2_match_context_8 *: the limits */
+            size_t spent;        /* match steps taken for the front frame so far */
+        } regex;                 /* PANTS__FRAME_REGEX */
         struct {
             pants_framer_t fn; /* the user's framer */
             void *arg;         /* its argument */
@@ -76,7 +81,11 @@ int pants__framer_set_framed(pants__framer_t *f, pants_framer_t fn, void *arg);
  * PANTS__FRAME_NEED_MORE when no frame is complete (f remembers how far it
  * searched, so call again with the same bytes plus more);
  * PANTS__FRAME_ERROR when a user framer rejects the bytes (*err is its
- * negative errno) or returns a length past len (*err = -EPROTO).
+ * negative errno) or returns a length past len (*err = -EPROTO), or a
+ * regex fails: -E2BIG when the matches for this frame ran past their
+ * limits (steps: 2^17 plus 16 per pending byte, summed over every call
+ * since the last frame; nesting depth; memory), -EILSEQ for bytes that are
+ * not UTF-8 under (*UTF), -ENOMEM, else -EPROTO.
  * The caller must call pants__framer_consumed after cutting a frame. */
 ssize_t pants__framer_scan(pants__framer_t *f, const unsigned char *buf, size_t len, size_t *skip, int *err);
 
@@ -85,7 +94,8 @@ ssize_t pants__framer_scan(pants__framer_t *f, const unsigned char *buf, size_t 
 ssize_t pants__framer_scan_evbuffer(pants__framer_t *f, struct evbuffer *buf, const unsigned char **data,
                                     size_t *skip, int *err);
 
-/* The front frame and its skip were cut: forget the search position. */
+/* The front frame and its skip were cut: forget the search position (and
+ * the regex steps taken: the next frame has its own). */
 void pants__framer_consumed(pants__framer_t *f);
 
 /* The fewest pending bytes the read limit must allow for this delimiter to

@@ -9,9 +9,25 @@
  * delimiter builds the new state completely before releasing the old one,
  * so a failed set leaves the framer as it was.
  *
- * Beyond the user framer's errors, a regex match can fail at run time: a
- * PCRE2 resource limit gives PANTS__FRAME_ERROR with -ENOMEM, bytes that are
- * not UTF-8 under a (*UTF) pattern give -EILSEQ, anything else -EPROTO.
+ * A regex delimiter is a backtracking matcher fed by the peer, so its cost
+ * is bounded: every frame may take at most REGEX_STEPS_BASE steps plus
+ * REGEX_STEPS_PER_BYTE per pending byte, counted by PCRE2 auto-callouts
+ * across all the matches made for that frame -- the re-matches as bytes
+ * arrive included -- since PCRE2's own match limit restarts at every start
+ * position and so allows (pending bytes) x (limit) per call.  The match
+ * context also caps nesting (depth) and the interpreter's heap; with JIT,
+ * its 32 KiB stack does that.  At the default 64 KiB read limit a frame
+ * costs at most about 1.2 million steps (some 10 ms with JIT), however its
+ * bytes arrive; ordinary delimiters take one or two steps a byte.
+ *
+ * Beyond the user framer's errors, a regex match can fail at run time: any
+ * of those limits gives PANTS__FRAME_ERROR with -E2BIG, PCRE2 failing to
+ * get memory -ENOMEM, bytes that are not UTF-8 under a (*UTF) pattern
+ * -EILSEQ, anything else -EPROTO.  -E2BIG ("too big a job") as the Linux
+ * BPF verifier uses it for a program past its complexity or call-depth
+ * limit: the work the input asks for exceeds a fixed budget.  It is none
+ * of ENOMEM (no allocation failed), EILSEQ or EPROTO (the bytes may be
+ * well formed) or ELOOP (a path's symbolic links; connect can give it).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem; the build also sets it */
@@ -22,11 +38,17 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <pcre2.h>
+
+#define REGEX_STEPS_BASE     ((size_t)1 << 17) /* match steps any frame may take */
+#define REGEX_STEPS_PER_BYTE 16                /* and more per pending byte */
+#define REGEX_DEPTH_LIMIT    10000             /* nested backtracking points (interpreter) */
+#define REGEX_HEAP_KIB       256               /* the interpreter's backtracking memory */
 
 /* ---- Per-kind state --------------------------------------------------- */
 
@@ -38,6 +60,7 @@ static void release(pants__framer_t *f)
         free(f->u.until.delim);
         break;
     case PANTS__FRAME_REGEX:
+        pcre2_match_context_free(f->u.regex.match_context);
         pcre2_match_data_free(f->u.regex.match_data);
         pcre2_code_free(f->u.regex.code);
         break;
@@ -101,36 +124,86 @@ int pants__framer_set_exact(pants__framer_t *f, size_t n)
     return 0;
 }
 
-/* Compile pattern (JIT where possible) and reject one that matches the
- * empty subject.  0 with *codep and *mdp set, or -EINVAL / -ENOMEM. */
-static int regex_compile(const char *pattern, pcre2_code **codep, pcre2_match_data **mdp)
+/* A step of a match (an auto-callout before each pattern item): one less
+ * left in *data, or the match stops with PCRE2_ERROR_MATCHLIMIT. */
+static int count_step(pcre2_callout_block *cb, void *data)
+{
+    size_t *left = data;
+
+    (void)cb;
+    if (*left == 0)
+        return PCRE2_ERROR_MATCHLIMIT;
+    --*left;
+    return 0;
+}
+
+/* How many steps the matches for one frame may take, len bytes pending. */
+static size_t regex_allowed(size_t len)
+{
+    if (len > (SIZE_MAX - REGEX_STEPS_BASE) / REGEX_STEPS_PER_BYTE)
+        return SIZE_MAX;
+    return REGEX_STEPS_BASE + REGEX_STEPS_PER_BYTE * len;
+}
+
+/* One search of buf[0..len) from start, at most *left steps (less what it
+ * took on return), with the limits of mc. */
+static int regex_run(pcre2_code *code, pcre2_match_data *md, pcre2_match_context *mc,
+                     const unsigned char *buf, size_t len, size_t start, uint32_t options, size_t *left)
+{
+    pcre2_set_callout(mc, count_step, left);
+    pcre2_set_match_limit(mc, *left < UINT32_MAX ? (uint32_t)*left : UINT32_MAX); /* per start position */
+    return pcre2_match(code, buf, len, start, options, md, mc);
+}
+
+/* The match context every search of a regex delimiter uses: its limits. */
+static pcre2_match_context *regex_context(void)
+{
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+
+    if (mc == NULL)
+        return NULL;
+    pcre2_set_depth_limit(mc, REGEX_DEPTH_LIMIT);
+    pcre2_set_heap_limit(mc, REGEX_HEAP_KIB);
+    return mc;
+}
+
+/* Compile pattern (JIT where possible, with a step count) and reject one
+ * that matches the empty subject.  0 with *codep, *mdp and *mcp set, or
+ * -EINVAL / -ENOMEM. */
+static int regex_compile(const char *pattern, pcre2_code **codep, pcre2_match_data **mdp,
+                         pcre2_match_context **mcp)
 {
     pcre2_code *code;
     pcre2_match_data *md;
+    pcre2_match_context *mc;
     PCRE2_SIZE erroff;
+    size_t left = REGEX_STEPS_BASE;
     int errcode, rc;
 
-    code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &errcode, &erroff, NULL);
+    code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_AUTO_CALLOUT, &errcode, &erroff,
+                         NULL);
     if (code == NULL)
         return errcode == PCRE2_ERROR_HEAP_FAILED ? -ENOMEM : -EINVAL;
     (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_SOFT); /* else interpreter */
     md = pcre2_match_data_create_from_pattern(code, NULL);
-    if (md == NULL) {
+    mc = regex_context();
+    if (md == NULL || mc == NULL) {
         rc = -ENOMEM;
-        goto free_code;
+        goto free_compiled;
     }
-    rc = pcre2_match(code, (PCRE2_SPTR) "", 0, 0, 0, md, NULL);
+    rc = regex_run(code, md, mc, (const unsigned char *)"", 0, 0, 0, &left);
     if (rc != PCRE2_ERROR_NOMATCH) {
         rc = rc == PCRE2_ERROR_NOMEMORY ? -ENOMEM : -EINVAL;
-        goto free_match_data;
+        goto free_compiled;
     }
     *codep = code;
     *mdp = md;
+    *mcp = mc;
     return 0;
 
-free_match_data:
+free_compiled:
+    pcre2_match_context_free(mc);
     pcre2_match_data_free(md);
-free_code:
     pcre2_code_free(code);
     return rc;
 }
@@ -139,16 +212,18 @@ int pants__framer_set_regex(pants__framer_t *f, const char *pattern)
 {
     pcre2_code *code;
     pcre2_match_data *md;
+    pcre2_match_context *mc;
     int rc;
 
     if (f == NULL || pattern == NULL)
         return -EINVAL;
-    rc = regex_compile(pattern, &code, &md);
+    rc = regex_compile(pattern, &code, &md, &mc);
     if (rc < 0)
         return rc;
     switch_kind(f, PANTS__FRAME_REGEX);
     f->u.regex.code = code;
     f->u.regex.match_data = md;
+    f->u.regex.match_context = mc;
     return 0;
 }
 
@@ -192,16 +267,18 @@ static ssize_t scan_exact(const pants__framer_t *f, size_t len)
     return (ssize_t)f->u.exact;
 }
 
-/* The errno for a PCRE2 match failure other than "no match" / "partial". */
+/* The errno for a PCRE2 match failure other than "no match" / "partial":
+ * every resource limit (steps, depth, heap, JIT stack) is -E2BIG. */
 static int regex_errno(int rc)
 {
     switch (rc) {
     case PCRE2_ERROR_NOMEMORY:
+        return -ENOMEM;
     case PCRE2_ERROR_HEAPLIMIT:
     case PCRE2_ERROR_JIT_STACKLIMIT:
     case PCRE2_ERROR_MATCHLIMIT:
     case PCRE2_ERROR_DEPTHLIMIT:
-        return -ENOMEM;
+        return -E2BIG;
     default:
         if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21)
             return -EILSEQ;
@@ -209,11 +286,20 @@ static int regex_errno(int rc)
     }
 }
 
-/* One PCRE2 search of buf[0..len) from the search position. */
-static int regex_match(const pants__framer_t *f, const unsigned char *buf, size_t len)
+/* One PCRE2 search of buf[0..len) from the search position, within what
+ * is left of the frame's steps. */
+static int regex_match(pants__framer_t *f, const unsigned char *buf, size_t len)
 {
-    return pcre2_match(f->u.regex.code, buf, len, f->scanned, PCRE2_PARTIAL_SOFT | PCRE2_NOTEMPTY,
-                       f->u.regex.match_data, NULL);
+    size_t allowed = regex_allowed(len), left;
+    int rc;
+
+    if (f->u.regex.spent >= allowed)
+        return PCRE2_ERROR_MATCHLIMIT;
+    left = allowed - f->u.regex.spent;
+    rc = regex_run(f->u.regex.code, f->u.regex.match_data, f->u.regex.match_context, buf, len, f->scanned,
+                   PCRE2_PARTIAL_SOFT | PCRE2_NOTEMPTY, &left);
+    f->u.regex.spent = allowed - left;
+    return rc;
 }
 
 /* "regex": the first complete match from the search position cuts a frame;
@@ -303,6 +389,8 @@ ssize_t pants__framer_scan_evbuffer(pants__framer_t *f, struct evbuffer *buf, co
 void pants__framer_consumed(pants__framer_t *f)
 {
     f->scanned = 0;
+    if (f->kind == PANTS__FRAME_REGEX)
+        f->u.regex.spent = 0; /* the next frame's steps start afresh */
 }
 
 size_t pants__framer_min_limit(const pants__framer_t *f)

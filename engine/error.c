@@ -2,10 +2,13 @@
  *
  * Negative errno values are named by the C library (without touching a
  * shared buffer, so any thread may ask); PANTS_EAI_* codes, the resolver's,
- * are named here.
+ * are named here, and so is -E2BIG, which pants gives for one thing only:
+ * a regex delimiter that reached its matching limits (the C library's
+ * "argument list too long" would mislead).
  */
 #include "config.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <string.h>
 
@@ -38,6 +41,8 @@ const char *pants_strerror(int err)
         return "unknown error"; /* -INT_MIN does not exist */
     if (err > 0)
         err = -err;
+    if (err == -E2BIG)
+        return "too costly to match: a regex delimiter reached its limits";
     name = strerrordesc_np(-err);
     return name ? name : "unknown error";
 }

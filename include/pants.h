@@ -288,7 +288,18 @@ PANTS_EXTERN int pants_stream_read_exact(pants_stream_t *s, size_t n);
 /* The bytes before the first match of a PCRE2 pattern; the match is dropped.
  * The first complete match over the bytes that have arrived cuts a frame at
  * once, even if later bytes could have made it longer.  A pattern that does
- * not compile, or that can match the empty string, gives -EINVAL. */
+ * not compile, or that can match the empty string, gives -EINVAL.
+ *
+ * Matching is bounded, since the peer chooses the bytes: the searches for
+ * one frame may take at most 2^17 steps plus 16 per pending byte together
+ * (about 1.2 million at the default 64 KiB read limit, some 10 ms), nest
+ * backtracking only so deep, and use little memory.  A partial match is
+ * searched again from its start as more bytes arrive, and those searches
+ * count toward the same frame.  Ordinary delimiters take a step or two per
+ * byte; a pattern that backtracks without end, such as (a+)+b over a run
+ * of a's, reaches the limit, and the stream is then closed with
+ * on_error(-E2BIG) (pants_strerror names it), then on_close.  Bytes that
+ * are not UTF-8 under a (*UTF) pattern close it with -EILSEQ. */
 PANTS_EXTERN int pants_stream_read_regex(pants_stream_t *s, const char *pattern);
 
 /* A user framer: returns the length of the next frame (> 0), 0 for "need

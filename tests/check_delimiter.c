@@ -9,8 +9,9 @@
  * any, until (one byte and "\r\n"), exact, regex and a length-prefix framer
  * with skip; changing the delimiter inside on_read with bytes already
  * buffered, and from outside on_read; invalid arguments leaving the old
- * delimiter in place; a framer rejecting the bytes; the read limit with and
- * without on_overflow; read_exact beyond the default limit.
+ * delimiter in place; a framer rejecting the bytes; a regex whose matching
+ * runs past its limits (-E2BIG); the read limit with and without
+ * on_overflow; read_exact beyond the default limit.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -63,6 +65,7 @@ struct drec {
     int error_seq;                 /* when on_error ran */
     int close_seq;                 /* when on_close ran */
     int accepted;                  /* on_accept ran: conn is set */
+    int closes;                    /* on_close calls (atomic) */
     int closed;                    /* on_close ran (set last) */
 };
 
@@ -122,6 +125,7 @@ static void d_on_close(pants_stream_t *s)
 
     d->close_seq = ++d->seq;
     d->conn = NULL;
+    INC(d->closes);
     SET(d->closed, 1);
 }
 
@@ -757,6 +761,55 @@ START_TEST(exact_beyond_default_limit)
 }
 END_TEST
 
+/* ---- A regex past its limits ------------------------------------------ */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void set_regex_catastrophic(pants_stream_t *s, struct drec *d)
+{
+    d->rc[0] = pants_stream_read_regex(s, "(a+)+b");
+}
+
+/* (a+)+b over a few thousand a's backtracks without end: the library closes
+ * the stream by itself, on_error(-E2BIG) first (_i 0; _i 1 has no
+ * on_error), then on_close once, within moments; the frame before it is
+ * delivered. */
+START_TEST(regex_limit_closes_with_e2big)
+{
+    struct drec d = {.setup = set_regex_catastrophic, .no_error_cb = _i == 1};
+    struct harness h = up(&d);
+    char *run = repeat('a', 4000);
+    double t0;
+
+    ck_assert(pt_wait(&d.accepted, WAIT_MS));
+    t0 = now_ms();
+    send_str(h.fd, "xyzab", false);
+    send_str(h.fd, run, false);
+    ck_assert(pt_wait(&d.closed, WAIT_MS)); /* no EOF was sent: the limit closed it */
+    ck_assert_double_lt(now_ms() - t0, 3000.0);
+    expect_closed(h.fd);
+    pt_sleep_ms(50);
+    ck_assert_int_eq(d.rc[0], 0);
+    expect_frames(&d, "xyz|");
+    if (_i == 0) {
+        ck_assert_int_eq(d.errors, 1);
+        ck_assert_int_eq(d.err, -E2BIG);
+        ck_assert_int_lt(d.error_seq, d.close_seq);
+    } else {
+        ck_assert_int_eq(d.errors, 0);
+    }
+    ck_assert_int_eq(GET(d.closes), 1);
+    free(run);
+    down(&h);
+}
+END_TEST
+
 /* ---- The suite --------------------------------------------------------- */
 
 Suite *delimiter_suite(void)
@@ -776,6 +829,7 @@ Suite *delimiter_suite(void)
     tcase_add_loop_test(tc, framed_length_prefix, 0, 2);
     tcase_add_loop_test(tc, framer_error_closes, 0, 2);
     tcase_add_test(tc, framer_overreach_is_eproto);
+    tcase_add_loop_test(tc, regex_limit_closes_with_e2big, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("change");

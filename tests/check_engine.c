@@ -1706,6 +1706,9 @@ START_TEST(test_strerror_errno_and_unknown)
     ck_assert_str_eq(pants_strerror(-ECONNREFUSED), strerror(ECONNREFUSED));
     ck_assert_str_eq(pants_strerror(-ESHUTDOWN), strerror(ESHUTDOWN));
     ck_assert_str_ne(pants_strerror(-EINVAL), pants_strerror(-EPIPE));
+    /* -E2BIG is a regex delimiter past its limits, not an argument list. */
+    ck_assert_str_eq(pants_strerror(-E2BIG), "too costly to match: a regex delimiter reached its limits");
+    ck_assert_str_eq(pants_strerror(E2BIG), pants_strerror(-E2BIG));
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         const char *s = pants_strerror(unknown[i]);
         ck_assert_ptr_nonnull(s);

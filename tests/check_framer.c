@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <check.h>
 #include <event2/buffer.h>
@@ -454,6 +455,112 @@ START_TEST(test_regex_utf8_split)
 }
 END_TEST
 
+/* ---- regex: hostile input meets bounded limits ------------------------- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* n bytes of c (not NUL-terminated). */
+static char *filled(char c, size_t n)
+{
+    char *p = malloc(n);
+
+    ck_assert_ptr_nonnull(p);
+    memset(p, c, n);
+    return p;
+}
+
+/* (a+)+b backtracks exponentially over a run of a's without a b: the scan
+ * stops at its limit with -E2BIG, at once (not in minutes), whether the
+ * run comes at once or in pieces (each piece re-matches from the run's
+ * start, and all those matches share one budget). */
+START_TEST(test_regex_limit_is_e2big)
+{
+    static const size_t steps[] = {4000, 500, 64, 1};
+    char *run = filled('a', 4000);
+
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        pants__framer_t f;
+        ssize_t n = PANTS__FRAME_NEED_MORE;
+        size_t skip, avail = 0;
+        int err = 0;
+        double t0 = now_ms();
+
+        pants__framer_init(&f);
+        ck_assert_int_eq(pants__framer_set_regex(&f, "(a+)+b"), 0);
+        while (n == PANTS__FRAME_NEED_MORE && avail < 4000) {
+            avail += steps[i];
+            n = scan(&f, run, avail, &skip, &err);
+        }
+        ck_assert_msg(n == PANTS__FRAME_ERROR, "step %zu: %zd after %zu bytes", steps[i], n, avail);
+        ck_assert_int_eq(err, -E2BIG);
+        ck_assert_double_lt(now_ms() - t0, 2000.0); /* some ms; generous for sanitizers */
+        pants__framer_deinit(&f);
+    }
+    free(run);
+}
+END_TEST
+
+/* Nesting that would need deep backtracking memory is -E2BIG as well. */
+START_TEST(test_regex_depth_is_e2big)
+{
+    char *run = filled('a', 64 * 1024);
+    pants__framer_t f;
+    size_t skip;
+    int err = 0;
+
+    pants__framer_init(&f);
+    ck_assert_int_eq(pants__framer_set_regex(&f, "(a|b)*c"), 0);
+    ck_assert_int_eq(scan(&f, run, 64 * 1024, &skip, &err), PANTS__FRAME_ERROR);
+    ck_assert_int_eq(err, -E2BIG);
+    pants__framer_deinit(&f);
+    free(run);
+}
+END_TEST
+
+/* Each frame has a budget of its own: six frames, each costing (a+)+b
+ * some 25,000 steps before its "ab" (more than 2^17 together), all cut
+ * from one buffer or as they come in pieces; and ordinary searches of a
+ * full 64 KiB buffer stay far below the limit, also searched again and
+ * again from a partial match at its front. */
+START_TEST(test_regex_budget_per_frame)
+{
+    static const char costly[] = "aaaaaaaaaaaacab"
+                                 "aaaaaaaaaaaacab"
+                                 "aaaaaaaaaaaacab"
+                                 "aaaaaaaaaaaacab"
+                                 "aaaaaaaaaaaacab"
+                                 "aaaaaaaaaaaacab";
+    size_t big = 64 * 1024, skip;
+    char *text = malloc(big);
+    pants__framer_t f;
+    int err = 0;
+
+    pants__framer_init(&f);
+    ck_assert_int_eq(pants__framer_set_regex(&f, "(a+)+b"), 0);
+    CHECK_STEPS(&f, costly,
+                "aaaaaaaaaaaac|aaaaaaaaaaaac|aaaaaaaaaaaac|aaaaaaaaaaaac|aaaaaaaaaaaac|aaaaaaaaaaaac|", 0);
+    ck_assert_ptr_nonnull(text);
+    for (size_t i = 0; i < big; i++)
+        text[i] = "GET /index.html HTTP/1.1 Host: example.com, 3.14 x"[i % 50];
+    ck_assert_int_eq(pants__framer_set_regex(&f, "(?i)\\b(?:post|put|delete|head|options)\\b|\\d+;"), 0);
+    ck_assert_int_eq(scan(&f, text, big, &skip, &err), PANTS__FRAME_NEED_MORE);
+    ck_assert_uint_eq(f.scanned, big);
+    ck_assert_int_eq(pants__framer_set_regex(&f, "<[^>]*>"), 0);
+    text[0] = '<'; /* a partial match from the front, searched again per piece */
+    for (size_t avail = 1460; avail < big; avail += 1460)
+        ck_assert_int_eq(scan(&f, text, avail, &skip, &err), PANTS__FRAME_NEED_MORE);
+    ck_assert_uint_eq(f.scanned, 0);
+    pants__framer_deinit(&f);
+    free(text);
+}
+END_TEST
+
 /* ---- framed ----------------------------------------------------------- */
 
 START_TEST(test_framed_length_prefix)
@@ -842,6 +949,9 @@ Suite *framer_suite(void)
     tcase_add_test(core, test_regex_lookbehind_across_feeds);
     tcase_add_test(core, test_regex_first_complete_match);
     tcase_add_test(core, test_regex_utf8_split);
+    tcase_add_test(core, test_regex_limit_is_e2big);
+    tcase_add_test(core, test_regex_depth_is_e2big);
+    tcase_add_test(core, test_regex_budget_per_frame);
     tcase_add_test(core, test_framed_length_prefix);
     tcase_add_test(core, test_framed_skip);
     tcase_add_test(core, test_framed_error);
