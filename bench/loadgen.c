@@ -6,7 +6,7 @@
  * thread, so that it measures the server and not a second copy of the thing
  * being measured (it uses neither pants nor libevent).
  *
- * Five modes:
+ * Six modes:
  *   closed loop (default)  each connection keeps --pipeline messages in
  *                          flight; latency runs from the actual send.
  *   open loop (--rate R)   R messages per second in total, each due at a
@@ -23,6 +23,15 @@
  *                          --pipeline datagrams in flight; one that is not
  *                          answered within --timeout is counted lost and a
  *                          new one takes its place, so loss never stalls it.
+ *   burst (--burst N)      open N connections back to back, each with a
+ *                          blocking connect (or, with --burst-parallel, all
+ *                          N nonblocking connects at once, then wait for
+ *                          them), send nothing, hold them until all are
+ *                          open; reports the time it took, connections per
+ *                          second and how many SYNs the kernel dropped at a
+ *                          full listen queue meanwhile (ListenDrops and
+ *                          ListenOverflows of /proc/net/netstat, read before
+ *                          and after: counters of the whole machine).
  *
  * Every echoed byte is checked.  Byte o of a connection's stream is a pure
  * function of the connection, the message and the offset in it (a printable
@@ -85,7 +94,7 @@
 #define HIST_SUB      (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS  ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 
-enum mode { MODE_CLOSED, MODE_OPEN, MODE_CHURN, MODE_IDLE, MODE_UDP };
+enum mode { MODE_CLOSED, MODE_OPEN, MODE_CHURN, MODE_IDLE, MODE_UDP, MODE_BURST };
 
 enum conn_state { CS_NEW, CS_CONNECTING, CS_ACTIVE, CS_DEAD };
 
@@ -164,6 +173,10 @@ static struct {
     enum mode mode;               /* what to do */
     uint32_t conns;               /* --connections, or --idle N */
     uint32_t idle;                /* --idle N */
+    uint32_t burst;               /* --burst N */
+    bool burst_parallel;          /* --burst-parallel: all connects at once */
+    int64_t listen_drops;         /* --burst: ListenDrops during it, -1 unknown */
+    int64_t listen_overflows;     /* --burst: ListenOverflows during it, -1 unknown */
     uint32_t threads;             /* --threads */
     uint32_t size;                /* --size: bytes per message */
     uint32_t pipeline;            /* --pipeline: messages in flight */
@@ -871,8 +884,8 @@ static bool thread_retry(struct thread *th)
     return n > 0;
 }
 
-/* Count the open connections and close all.  --idle resets them instead
- * of closing them gracefully: thousands of TIME_WAIT sockets left behind would
+/* Count the open connections and close all.  --idle and --burst reset them
+ * instead of closing them gracefully: thousands of TIME_WAIT sockets left behind would
  * tie up ports for a minute. */
 static void thread_finish(struct thread *th)
 {
@@ -883,7 +896,7 @@ static void thread_finish(struct thread *th)
         struct conn *c = &th->conns[i];
         if (c->state == CS_ACTIVE)
             th->st.open++;
-        if (g.mode == MODE_IDLE && c->fd >= 0)
+        if ((g.mode == MODE_IDLE || g.mode == MODE_BURST) && c->fd >= 0)
             setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
         conn_close(c);
     }
@@ -969,11 +982,181 @@ static void thread_deinit(struct thread *th)
     free(th->wbuf);
 }
 
+/* ---- Bursts (--burst) ------------------------------------------------ */
+
+/* Take ListenDrops and ListenOverflows from the TcpExt lines: names then
+ * values, in the same order. */
+static void netstat_pick(char *names, char *values, int64_t *drops, int64_t *overflows)
+{
+    char *sn, *sv;
+    char *n = strtok_r(names, " \n", &sn), *v = strtok_r(values, " \n", &sv);
+
+    while (n != NULL && v != NULL) {
+        if (strcmp(n, "ListenDrops") == 0)
+            *drops = strtoll(v, NULL, 10);
+        else if (strcmp(n, "ListenOverflows") == 0)
+            *overflows = strtoll(v, NULL, 10);
+        n = strtok_r(NULL, " \n", &sn);
+        v = strtok_r(NULL, " \n", &sv);
+    }
+}
+
+/* The machine's ListenDrops and ListenOverflows counters (this network
+ * namespace).  0, or -1 when /proc/net/netstat does not have them. */
+static int netstat_read(int64_t *drops, int64_t *overflows)
+{
+    static char names[16384], values[16384];
+    FILE *f = fopen("/proc/net/netstat", "r");
+
+    *drops = *overflows = -1;
+    if (f == NULL)
+        return -1;
+    while (fgets(names, sizeof(names), f) != NULL && fgets(values, sizeof(values), f) != NULL) {
+        if (strncmp(names, "TcpExt:", 7) == 0 && strncmp(values, "TcpExt:", 7) == 0) {
+            netstat_pick(names, values, drops, overflows);
+            break;
+        }
+    }
+    fclose(f);
+    return *drops >= 0 && *overflows >= 0 ? 0 : -1;
+}
+
+/* A socket for one connect of the burst.  A blocking one gives up at the
+ * end of --duration (SO_SNDTIMEO bounds a blocking connect). */
+static int burst_socket(bool blocking, uint64_t now)
+{
+    int fd = socket(g.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK), 0);
+    uint64_t left = g.t_end > now ? g.t_end - now : 1000;
+    struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u), .tv_usec = (long)(left % 1000000000u / 1000u)};
+
+    if (tv.tv_sec == 0 && tv.tv_usec == 0)
+        tv.tv_usec = 1;
+    if (fd >= 0 && blocking)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* c's connect, begun at t0, ended with err (0: open, and held). */
+static void burst_settle(struct thread *th, struct conn *c, int err, uint64_t t0)
+{
+    if (err != 0) {
+        th->st.err_connect++;
+        conn_close(c);
+        c->state = CS_DEAD;
+        return;
+    }
+    c->state = CS_ACTIVE;
+    th->st.conns++;
+    hist_add(&th->st.hist, bench_now_ns() - t0);
+}
+
+/* Back to back: each blocking connect returns before the next begins. */
+static void burst_serial(struct thread *th)
+{
+    uint32_t i;
+
+    for (i = 0; i < th->nconns && !atomic_load(&g.stop); i++) {
+        struct conn *c = &th->conns[i];
+        uint64_t t0 = bench_now_ns();
+
+        if (t0 >= g.t_end)
+            break;
+        c->fd = burst_socket(true, t0);
+        if (c->fd < 0)
+            break;
+        if (connect(c->fd, (struct sockaddr *)&g.addr, g.addr_len) == 0)
+            burst_settle(th, c, 0, t0);
+        else
+            burst_settle(th, c, errno, t0);
+    }
+    th->st.err_connect += th->nconns - i;
+}
+
+/* --burst-parallel: start every connect now, without waiting. */
+static uint32_t burst_start_all(struct thread *th)
+{
+    uint32_t i, pending = 0;
+
+    for (i = 0; i < th->nconns; i++) {
+        struct conn *c = &th->conns[i];
+
+        c->t_start = bench_now_ns();
+        c->fd = burst_socket(false, c->t_start);
+        if (c->fd < 0) {
+            th->st.err_connect += th->nconns - i;
+            break;
+        }
+        if (connect(c->fd, (struct sockaddr *)&g.addr, g.addr_len) == 0) {
+            burst_settle(th, c, 0, c->t_start);
+        } else if (errno == EINPROGRESS) {
+            c->state = CS_CONNECTING;
+            conn_watch(th, c, EPOLLOUT);
+            pending++;
+        } else {
+            burst_settle(th, c, errno, c->t_start);
+        }
+    }
+    return pending;
+}
+
+/* A connect of the parallel burst finished: settle it, stop watching it. */
+static void burst_connected(struct thread *th, uint64_t tag)
+{
+    struct conn *c = &th->conns[(uint32_t)tag];
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    epoll_ctl(th->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->events = 0;
+    burst_settle(th, c, err, c->t_start);
+}
+
+/* Every connect at once, then wait (until --duration at most) for all. */
+static void burst_parallel(struct thread *th)
+{
+    struct epoll_event evs[MAX_EVENTS];
+    uint32_t pending = burst_start_all(th);
+
+    while (pending > 0 && !atomic_load(&g.stop)) {
+        uint64_t now = bench_now_ns();
+        struct timespec ts = {0, TICK_NS};
+        int i, n;
+
+        if (now >= g.t_end)
+            break;
+        n = epoll_pwait2(th->epfd, evs, MAX_EVENTS, &ts, NULL);
+        for (i = 0; i < n; i++, pending--)
+            burst_connected(th, evs[i].data.u64);
+    }
+    th->st.err_connect += pending;
+}
+
+/* The whole burst, between two readings of the listen drop counters. */
+static void burst_run(struct thread *th)
+{
+    int64_t d0, o0, d1, o1;
+    bool known = netstat_read(&d0, &o0) == 0;
+
+    g.t_begin = g.t_measure = bench_now_ns();
+    g.t_end = g.t_begin + (uint64_t)(g.duration * 1e9);
+    if (g.burst_parallel)
+        burst_parallel(th);
+    else
+        burst_serial(th);
+    g.t_stop = bench_now_ns();
+    known = netstat_read(&d1, &o1) == 0 && known;
+    g.listen_drops = known ? d1 - d0 : -1;
+    g.listen_overflows = known ? o1 - o0 : -1;
+    thread_finish(th);
+}
+
 /* ---- Report ----------------------------------------------------------- */
 
 static const char *mode_name(void)
 {
-    static const char *const names[] = {"closed", "open", "churn", "idle", "udp"};
+    static const char *const names[] = {"closed", "open", "churn", "idle", "udp", "burst"};
 
     return names[g.mode];
 }
@@ -1012,6 +1195,9 @@ static void report_json(const struct stats *s, double secs)
            (unsigned long long)s->conns, s->conns / secs, (unsigned long long)s->open);
     printf("\"lost\":%llu,\"late\":%llu,\"reordered\":%llu,\"timeout_ms\":%.0f,", (unsigned long long)s->lost,
            (unsigned long long)s->late, (unsigned long long)s->reordered, (double)g.timeout_ns / 1e6);
+    if (g.mode == MODE_BURST)
+        printf("\"burst\":%u,\"parallel\":%s,\"listen_drops\":%lld,\"listen_overflows\":%lld,", g.conns,
+               g.burst_parallel ? "true" : "false", (long long)g.listen_drops, (long long)g.listen_overflows);
     printf(
         "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f},",
         us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
@@ -1023,10 +1209,24 @@ static void report_json(const struct stats *s, double secs)
            cpu_percent());
 }
 
-static void report_text(const struct stats *s, double secs)
+/* --burst: what ran, how fast, and what the listen queue dropped. */
+static void report_burst(const struct stats *s, double secs)
 {
-    const struct hist *h = &s->hist;
+    printf("loadgen: burst mode, %u connections, %s, to %s\n", g.conns,
+           g.burst_parallel ? "all connects at once" : "blocking connects back to back", g.target);
+    printf("  burst      %llu open in %.3f s (%.0f conns/s)\n", (unsigned long long)s->conns, secs,
+           s->conns / secs);
+    printf("  listen     ListenDrops +%lld  ListenOverflows +%lld  (whole machine; -1: unknown)\n",
+           (long long)g.listen_drops, (long long)g.listen_overflows);
+}
 
+/* The first lines of the text report: what ran, and its main figures. */
+static void report_head(const struct stats *s, double secs)
+{
+    if (g.mode == MODE_BURST) {
+        report_burst(s, secs);
+        return;
+    }
     printf("loadgen: %s mode, %u %s on %u thread%s, %u B messages%s, pipeline %u, to %s\n", mode_name(),
            g.conns, g.mode == MODE_UDP ? "sockets" : "connections", g.threads, g.threads == 1 ? "" : "s",
            g.size, g.line ? " (lines)" : "", g.pipeline, g.target);
@@ -1038,14 +1238,21 @@ static void report_text(const struct stats *s, double secs)
     if (g.mode == MODE_CHURN)
         printf("  churn      %llu connections (%.0f conns/s)\n", (unsigned long long)s->conns,
                s->conns / secs);
+}
+
+static void report_text(const struct stats *s, double secs)
+{
+    const struct hist *h = &s->hist;
+
+    report_head(s, secs);
     printf("  open       %llu at the end\n", (unsigned long long)s->open);
     if (g.mode == MODE_UDP)
         printf("  datagrams  lost %llu  late %llu  reordered %llu  (lost: unanswered after %.0f ms)\n",
                (unsigned long long)s->lost, (unsigned long long)s->late, (unsigned long long)s->reordered,
                (double)g.timeout_ns / 1e6);
-    printf("  latency    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (us)\n",
+    printf("  latency    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (us%s)\n",
            us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
-           us(hist_percentile(h, 99.9)), us(h->max));
+           us(hist_percentile(h, 99.9)), us(h->max), g.mode == MODE_BURST ? ", per connect" : "");
     printf("  errors     connect %llu  mismatch %llu  closed %llu  io %llu\n",
            (unsigned long long)s->err_connect, (unsigned long long)s->err_mismatch,
            (unsigned long long)s->err_closed, (unsigned long long)s->err_io);
@@ -1156,6 +1363,12 @@ static void usage(FILE *f)
                "                     in flight; ADDR is a UDP server (or unix:/path)\n"
                "  --timeout MS       --udp: a datagram unanswered this long is counted lost\n"
                "                     and replaced by a new one (default 200)\n"
+               "  --burst N          open N connections back to back (blocking connects, no\n"
+               "                     data), hold them until all are open: conns/s and the\n"
+               "                     listen queue drops of /proc/net/netstat meanwhile;\n"
+               "                     --duration bounds it (connects left then fail)\n"
+               "  --burst-parallel   with --burst: start all N connects at once (nonblocking),\n"
+               "                     then wait for every one\n"
                "  --json             one JSON object on stdout instead of text\n");
 }
 
@@ -1166,6 +1379,8 @@ static void check_args(void)
 
     if (g.mode == MODE_IDLE)
         g.conns = g.idle;
+    if (g.mode == MODE_BURST)
+        g.conns = g.burst;
     if (g.target == NULL)
         why = "--connect is required";
     else if (bench_addr_parse(g.target, &g.addr, &g.addr_len) < 0)
@@ -1182,20 +1397,22 @@ static void check_args(void)
         why = "--line does not apply to --udp";
     else if (g.timeout_ns == 0)
         why = "--timeout must be at least 1 ms";
+    else if (g.burst_parallel && g.mode != MODE_BURST)
+        why = "--burst-parallel needs --burst N";
     if (why) {
         fprintf(stderr, "loadgen: %s\n", why);
         usage(stderr);
         exit(2);
     }
-    if (g.threads > g.conns)
-        g.threads = g.conns;
+    if (g.threads > g.conns || g.mode == MODE_BURST)
+        g.threads = g.mode == MODE_BURST ? 1 : g.conns;
     g.batch = RBUF_SIZE / g.size < UDP_BATCH ? RBUF_SIZE / g.size : UDP_BATCH;
 }
 
 static void set_mode(enum mode m)
 {
     if (g.mode != MODE_CLOSED && g.mode != m) {
-        fprintf(stderr, "loadgen: --rate, --churn, --idle and --udp exclude each other\n");
+        fprintf(stderr, "loadgen: --rate, --churn, --idle, --udp and --burst exclude each other\n");
         exit(2);
     }
     g.mode = m;
@@ -1260,6 +1477,13 @@ static void parse_option(int o, const char *arg)
     case 'T':
         g.timeout_ns = bench_parse_ulong("--timeout", arg, 3600000) * 1000000u;
         break;
+    case 'b':
+        set_mode(MODE_BURST);
+        g.burst = (uint32_t)bench_parse_ulong("--burst", arg, 1000000);
+        break;
+    case 'B':
+        g.burst_parallel = true;
+        break;
     case 'h':
         usage(stdout);
         exit(0);
@@ -1285,6 +1509,8 @@ static void parse_args(int argc, char **argv)
                                          {"json", no_argument, NULL, 'j'},
                                          {"udp", no_argument, NULL, 'u'},
                                          {"timeout", required_argument, NULL, 'T'},
+                                         {"burst", required_argument, NULL, 'b'},
+                                         {"burst-parallel", no_argument, NULL, 'B'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int o;
@@ -1317,7 +1543,11 @@ int main(int argc, char **argv)
     for (t = 0; t < g.threads; t++)
         if (thread_init(&ths[t], t) < 0)
             goto out_threads;
-    if (run(ths) == 0) {
+    if (g.mode == MODE_BURST) {
+        burst_run(&ths[0]);
+        report(ths);
+        rc = 0;
+    } else if (run(ths) == 0) {
         report(ths);
         rc = 0;
     }
