@@ -46,16 +46,16 @@
 
 #include "channels-internal.h"
 
-#define MAX_ADDRS    (PANTS__RESOLVE_MAX_ADDRS / 2) /* addresses kept from one family's answer */
-#define HOSTS_FILE   "/etc/hosts"
-#define MAX_TTL_S    86400      /* a day: longer TTLs are cut to it */
-#define CACHE_MAX    PANTS__RESOLVE_CACHE_MAX /* names cached per loop */
-#define CACHE_SLOTS  64         /* hash chains of the cache */
+#define MAX_ADDRS   (PANTS__RESOLVE_MAX_ADDRS / 2) /* addresses kept from one family's answer */
+#define HOSTS_FILE  "/etc/hosts"
+#define MAX_TTL_S   86400                    /* a day: longer TTLs are cut to it */
+#define CACHE_MAX   PANTS__RESOLVE_CACHE_MAX /* names cached per loop */
+#define CACHE_SLOTS 64                       /* hash chains of the cache */
 
 typedef struct host_entry_s {
-    char *name;              /* as written in the hosts file */
-    int family;              /* AF_INET or AF_INET6 */
-    unsigned char raw[16];   /* its address (4 or 16 bytes) */
+    char *name;            /* as written in the hosts file */
+    int family;            /* AF_INET or AF_INET6 */
+    unsigned char raw[16]; /* its address (4 or 16 bytes) */
 } host_entry_t;
 
 typedef struct ip_s {
@@ -75,31 +75,31 @@ typedef struct cache_entry_s {
 } cache_entry_t;
 
 typedef struct resolver_s {
-    pants__handle_t handle;              /* inactive handle of the loop */
-    struct evdns_base *dns;              /* this loop's evdns */
-    host_entry_t *hosts;                 /* the hosts file, read once */
-    size_t nhosts;                       /* entries */
-    cache_entry_t *cache[CACHE_SLOTS];   /* answers by name hash, chained */
-    unsigned ncache;                     /* entries in cache */
+    pants__handle_t handle;            /* inactive handle of the loop */
+    struct evdns_base *dns;            /* this loop's evdns */
+    host_entry_t *hosts;               /* the hosts file, read once */
+    size_t nhosts;                     /* entries */
+    cache_entry_t *cache[CACHE_SLOTS]; /* answers by name hash, chained */
+    unsigned ncache;                   /* entries in cache */
 } resolver_t;
 
 enum { Q_A, Q_AAAA, Q_COUNT };
 
 struct pants__resolve_s {
-    pants__handle_t handle;              /* active once cancelled, until evdns' last call */
-    pants_loop_t *loop;                  /* where cb runs */
-    struct evdns_request *req[Q_COUNT];  /* queries in flight, or NULL */
-    int waiting;                         /* query callbacks still to come */
-    int dns_err[Q_COUNT];                /* each query's DNS_ERR_* */
-    struct event done_ev;                /* delivers the result from the loop */
-    pants__resolve_cb cb;                /* whom to tell; NULL once cancelled */
-    void *arg;                           /* its argument */
-    uint16_t port;                       /* put into every address */
-    int err;                             /* result: 0 or PANTS_EAI_* */
-    uint32_t ttl;                        /* seconds the answer may be kept */
-    ip_t ips[Q_COUNT * MAX_ADDRS];       /* result, MAX_ADDRS slots per family */
-    size_t n[Q_COUNT];                   /* how many of each family */
-    char host[];                         /* asked for: the cache's key */
+    pants__handle_t handle;             /* active once cancelled, until evdns' last call */
+    pants_loop_t *loop;                 /* where cb runs */
+    struct evdns_request *req[Q_COUNT]; /* queries in flight, or NULL */
+    int waiting;                        /* query callbacks still to come */
+    int dns_err[Q_COUNT];               /* each query's DNS_ERR_* */
+    struct event done_ev;               /* delivers the result from the loop */
+    pants__resolve_cb cb;               /* whom to tell; NULL once cancelled */
+    void *arg;                          /* its argument */
+    uint16_t port;                      /* put into every address */
+    int err;                            /* result: 0 or PANTS_EAI_* */
+    uint32_t ttl;                       /* seconds the answer may be kept */
+    ip_t ips[Q_COUNT * MAX_ADDRS];      /* result, MAX_ADDRS slots per family */
+    size_t n[Q_COUNT];                  /* how many of each family */
+    char host[];                        /* asked for: the cache's key */
 };
 
 /* ---- The hosts file ----------------------------------------------------- */

@@ -1058,8 +1058,8 @@ START_TEST(test_queue_limit_counts_packet_cost)
     rss = rss_kib();
     pt_on_loop(loop0(e), do_burst, &b);
     ck_assert_int_eq(b.rc, -ENOBUFS);
-    ck_assert_int_le(b.written, (1 << 20) / 2048); /* each costs more than 2 KiB */
-    ck_assert_int_ge(b.written, (1 << 20) / 4096); /* but not much more */
+    ck_assert_int_le(b.written, (1 << 20) / 2048);                /* each costs more than 2 KiB */
+    ck_assert_int_ge(b.written, (1 << 20) / 4096);                /* but not much more */
     ck_assert_uint_eq(b.pending_after, (size_t)b.written * size); /* payload, all of it queued */
     ck_assert_int_lt(rss_kib() - rss, 16 * 1024);
     while (raw_recv(fd, buf, sizeof(buf), NULL, 3000) >= 0 && ++got < filled + b.written)

@@ -137,7 +137,8 @@ static void connect_once(pants_loop_t *l, const char *address)
     pt_on_loop(l, connect_task, &call);
     ck_assert_int_eq(call.rc, 0);
     ck_assert(pt_wait(&c.closes, WAIT_MS));
-    ck_assert_msg(GET(c.connects) == 1, "connect error %d (%s)", GET(c.first_err), pants_strerror(c.first_err));
+    ck_assert_msg(GET(c.connects) == 1, "connect error %d (%s)", GET(c.first_err),
+                  pants_strerror(c.first_err));
 }
 
 /* Two connects to one name on one loop: one query; after the TTL, one
@@ -303,16 +304,16 @@ END_TEST
 /* ---- The internal API --------------------------------------------------- */
 
 struct lookup {
-    pants_loop_t *loop;        /* where to resolve */
-    const char *host;          /* what */
-    uint16_t port;             /* the port the addresses get */
-    bool cancel;               /* cancel at once, in the same loop turn */
-    pants__resolve_t *r;       /* the lookup */
-    int in_call;               /* callbacks run inside pants__resolve_start */
-    int calls;                 /* callbacks */
-    int err;                   /* their result */
-    size_t n;                  /* addresses */
-    uint32_t ttl;              /* seconds they may be kept */
+    pants_loop_t *loop;                           /* where to resolve */
+    const char *host;                             /* what */
+    uint16_t port;                                /* the port the addresses get */
+    bool cancel;                                  /* cancel at once, in the same loop turn */
+    pants__resolve_t *r;                          /* the lookup */
+    int in_call;                                  /* callbacks run inside pants__resolve_start */
+    int calls;                                    /* callbacks */
+    int err;                                      /* their result */
+    size_t n;                                     /* addresses */
+    uint32_t ttl;                                 /* seconds they may be kept */
     pants_addr_t addrs[PANTS__RESOLVE_MAX_ADDRS]; /* copies */
 };
 
@@ -362,12 +363,12 @@ static void resolve(struct lookup *lk, pants_loop_t *l, const char *host, uint16
 }
 
 struct cached_call {
-    pants_loop_t *loop;        /* whose cache */
-    const char *host;          /* what */
-    uint16_t port;             /* for the addresses */
-    size_t max;                /* room */
-    int rc;                    /* pants__resolve_cached's result */
-    size_t n;                  /* addresses given */
+    pants_loop_t *loop;                           /* whose cache */
+    const char *host;                             /* what */
+    uint16_t port;                                /* for the addresses */
+    size_t max;                                   /* room */
+    int rc;                                       /* pants__resolve_cached's result */
+    size_t n;                                     /* addresses given */
     pants_addr_t addrs[PANTS__RESOLVE_MAX_ADDRS]; /* them */
 };
 
@@ -538,8 +539,8 @@ START_TEST(test_cache_is_bounded)
     ck_assert_int_eq(cached(&c, loop0(e), "first.test", 1, 4), 0);
     ck_assert_int_eq(count_cached(loop0(e), 0, MAX - 1), MAX - 1);
     resolve_names(loop0(e), MAX - 1, MAX - 1 + MORE);
-    ck_assert_int_eq(count_cached(loop0(e), 0, MAX - 1 + MORE) + (cached(&c, loop0(e), "first.test", 1, 4) == 0),
-                     MAX);
+    ck_assert_int_eq(
+        count_cached(loop0(e), 0, MAX - 1 + MORE) + (cached(&c, loop0(e), "first.test", 1, 4) == 0), MAX);
     ck_assert_int_eq(count_cached(loop0(e), MAX - 1, MAX - 1 + MORE), MORE); /* the newest stay */
     engine_down(e);
     pt_dns_stop(&dns);
