@@ -15,14 +15,17 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine-internal.h"
 
 #define DEFAULT_SHUTDOWN_MS 5000
+#define FD_TABLE_MAX        65536 /* descriptors the table is grown to up front, at most */
 #define DEFAULT_DNS_TIMEOUT_MS 2000
 
 static void fill_defaults(pants_engine_t *e, const pants_engine_options_t *opts)
@@ -164,6 +167,26 @@ static int abort_start(pants_engine_t *e, int rc)
     return rc;
 }
 
+/* Grow the process's descriptor table to what the limit allows (at most
+ * FD_TABLE_MAX) before the loops run.  The kernel grows it by doubling as
+ * descriptors are opened, and in a threaded process each growth waits for
+ * an RCU grace period (milliseconds) inside accept(): during a burst of
+ * connections the acceptor stalls there and the listen queue overflows,
+ * each dropped SYN costing its client a one-second retransmit.  The table
+ * never shrinks, so growing it once here costs one dup. */
+static void grow_fd_table(const pants_engine_t *e)
+{
+    struct rlimit rl;
+    int fd;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < 2)
+        return;
+    rlim_t want = rl.rlim_cur > FD_TABLE_MAX ? FD_TABLE_MAX : rl.rlim_cur;
+    fd = fcntl(e->acceptor->wake_fd, F_DUPFD_CLOEXEC, (int)(want - 1));
+    if (fd >= 0)
+        close(fd);
+}
+
 static int begin_run(pants_engine_t *e)
 {
     if (e == NULL)
@@ -171,6 +194,7 @@ static int begin_run(pants_engine_t *e)
     if (e->state != PANTS__ENGINE_NEW)
         return -EALREADY;
     e->state = PANTS__ENGINE_RUNNING;
+    grow_fd_table(e);
     return 0;
 }
 
