@@ -12,10 +12,18 @@
  * itself from inside its function; it is then freed once that returns.
  * Timers are inactive handles: they keep firing while a stopping loop
  * flushes its streams and are freed, without a call, when the loop ends.
+ *
+ * Another thread may cancel a timer while its loop runs, so each timer has
+ * an atomic state: the loop claims it (idle -> running) before calling fn
+ * and releases it after; a foreign cancel marks it cancelled, which makes
+ * every later claim fail, waits (yielding) while fn runs, and then posts
+ * the free to the loop -- the base and the handle list are the loop's.
+ * If the loop has finished, its teardown frees the timer instead.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -27,6 +35,11 @@ enum timer_kind {
     TIMER_CYCLE, /* cycle: every interval */
 };
 
+enum timer_state_bits {
+    TIMER_RUNNING = 1,   /* the loop is calling fn */
+    TIMER_CANCELLED = 2, /* cancelled from another thread: fn never starts again */
+};
+
 struct pants_timer_s {
     pants__handle_t handle; /* on the loop's list */
     struct event ev;        /* the libevent timer */
@@ -35,8 +48,8 @@ struct pants_timer_s {
     enum timer_kind kind;   /* once, every iteration or every interval */
     uint64_t due_ns;        /* defer, cycle: CLOCK_MONOTONIC time it is due; 0 = any */
     uint64_t interval_ns;   /* cycle: its period */
-    bool in_fn;             /* fn is running now */
-    bool cancelled;         /* cancelled from inside fn: free after it */
+    unsigned state;         /* TIMER_* bits (atomic: other threads cancel) */
+    bool cancelled;         /* cancelled on the loop from inside fn: free after it */
 };
 
 static void timer_free(pants_timer_t *t)
@@ -104,6 +117,27 @@ static void next_cycle(pants_timer_t *t)
     arm_until_due(t, now);
 }
 
+/* May fn run now?  Marks t running unless another thread cancelled it. */
+static bool timer_claim(pants_timer_t *t)
+{
+    unsigned idle = 0;
+
+    return __atomic_compare_exchange_n(&t->state, &idle, TIMER_RUNNING, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
+}
+
+/* fn returned: a waiting canceller may go on.  False if another thread
+ * cancelled t meanwhile (its task frees t). */
+static bool timer_unclaim(pants_timer_t *t)
+{
+    return !(__atomic_fetch_and(&t->state, ~(unsigned)TIMER_RUNNING, __ATOMIC_RELEASE) & TIMER_CANCELLED);
+}
+
+static bool cancelled_elsewhere(pants_timer_t *t)
+{
+    return (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) & TIMER_CANCELLED) != 0;
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     static const struct timeval zero = {0, 0};
@@ -111,11 +145,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (rearmed_early(t))
-        return;
-    t->in_fn = true;
+    if (cancelled_elsewhere(t) || rearmed_early(t) || !timer_claim(t))
+        return; /* a foreign cancel's task frees t */
     t->fn(t->arg);
-    t->in_fn = false;
+    if (!timer_unclaim(t))
+        return;
     if (t->cancelled || t->kind == TIMER_ONCE)
         timer_free(t);
     else if (t->kind == TIMER_EVERY)
@@ -187,19 +221,49 @@ pants_timer_t *pants_timer_cycle(pants_loop_t *l, uint64_t interval_ms, pants_fn
     return timer_new(l, TIMER_CYCLE, interval_ms, fn, arg);
 }
 
+static void free_task(void *a, void *b, uintptr_t c)
+{
+    (void)b;
+    (void)c;
+    timer_free(a);
+}
+
+/* Cancel t from a thread other than its running loop's: no fn starts from
+ * now on; wait while one runs; then the loop frees t.  If the post fails
+ * (the loop has finished, or no memory), t stays on the loop's handle list,
+ * never called, and the loop's teardown frees it. */
+static void cancel_elsewhere(pants_timer_t *t, pants_loop_t *l)
+{
+    unsigned old = __atomic_fetch_or(&t->state, TIMER_CANCELLED, __ATOMIC_ACQ_REL);
+
+    if (old & TIMER_CANCELLED)
+        return; /* cancelled twice: the first one frees it */
+    while (old & TIMER_RUNNING) {
+        sched_yield();
+        old = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
+    }
+    (void)pants__loop_post(l, free_task, t, NULL, 0); /* t is not touched after */
+}
+
 void pants_timer_cancel(pants_timer_t *t)
 {
     pants_loop_t *l;
+    unsigned state;
     int entered;
 
     if (t == NULL)
         return;
     l = t->handle.loop; /* t may be freed below */
-    entered = pants__loop_enter(l, "pants_timer_cancel");
-    if (entered < 0)
+    entered = pants__loop_enter(l, NULL);
+    if (entered < 0) {
+        cancel_elsewhere(t, l);
         return;
-    if (t->in_fn) {
-        t->cancelled = true;
+    }
+    state = __atomic_load_n(&t->state, __ATOMIC_RELAXED);
+    if (state & TIMER_CANCELLED) {
+        /* cancelled by another thread already: its task frees t */
+    } else if (state & TIMER_RUNNING) {
+        t->cancelled = true; /* from inside fn: on_timer frees t after it */
         event_del(&t->ev);
     } else {
         timer_free(t);

@@ -1669,6 +1669,150 @@ START_TEST(test_timer_cycle_zero_is_every_iteration)
 }
 END_TEST
 
+/* ---- Timers cancelled from another thread ----------------------------- */
+
+static struct {
+    pants_timer_t *t;  /* the timer under test */
+    int calls;         /* its fn ran this often (atomic) */
+    int started;       /* a slow fn began (atomic) */
+    int finished;      /* a slow fn is about to return (atomic) */
+    int finished_seen; /* finished, read right after cancel returned */
+    unsigned slow_ms;  /* how long fn sleeps; 0 = not at all */
+} xc;
+
+static void xc_fn(void *arg)
+{
+    (void)arg;
+    bump(&xc.calls);
+    if (xc.slow_ms == 0)
+        return;
+    store(&xc.started, 1);
+    pt_sleep_ms(xc.slow_ms);
+    store(&xc.finished, 1); /* the last thing fn does */
+}
+
+/* Make the timer of kind arg on the calling loop: 'c' a 1 ms cycle, 'l'
+ * every iteration, 'o' once (callback). */
+static void xc_make(void *arg)
+{
+    pants_loop_t *l = pants_loop_current();
+
+    switch ((int)(intptr_t)arg) {
+    case 'c':
+        xc.t = pants_timer_cycle(l, 1, xc_fn, NULL);
+        break;
+    case 'l':
+        xc.t = pants_timer_loop(l, xc_fn, NULL);
+        break;
+    default:
+        xc.t = pants_timer_callback(l, xc_fn, NULL);
+        break;
+    }
+}
+
+static void xc_cancel(void *arg)
+{
+    (void)arg;
+    pants_timer_cancel(xc.t);
+    xc.finished_seen = load(&xc.finished);
+}
+
+/* Wait until exactly n objects are alive (the loop frees a timer cancelled
+ * from elsewhere a moment later). */
+static bool live_becomes(long n)
+{
+    for (int i = 0; i < WAIT_MS; i++) {
+        if (pants_live_objects() == n)
+            return true;
+        pt_sleep_ms(1);
+    }
+    return false;
+}
+
+/* The calls counter does not move for about 100 ms. */
+static void assert_calls_stay(int seen)
+{
+    for (int i = 0; i < 20; i++) {
+        pt_sleep_ms(5);
+        ck_assert_int_eq(load(&xc.calls), seen);
+    }
+}
+
+/* A 1 ms cycle, and a timer running every iteration, cancelled while the
+ * engine runs, from the test thread (_i 0) or from another loop's thread
+ * (_i 1): once cancel has returned, fn never runs again, and the loop frees
+ * the timer.  Twenty rounds, the two kinds in turn, so that some cancels
+ * land while fn runs. */
+START_TEST(test_timer_cancel_from_another_thread)
+{
+    pants_engine_t *e = engine_started(2);
+    pants_loop_t *l0 = pants_engine_loop(e, 0), *l1 = pants_engine_loop(e, 1);
+
+    for (int round = 0; round < 20; round++) {
+        int seen;
+
+        memset(&xc, 0, sizeof(xc));
+        pt_on_loop(l0, xc_make, (void *)(intptr_t)(round % 2 ? 'l' : 'c'));
+        ck_assert_ptr_nonnull(xc.t);
+        ck_assert(pt_wait_count(&xc.calls, 3 + round % 5, WAIT_MS));
+        if (_i == 0)
+            xc_cancel(NULL);
+        else
+            pt_on_loop(l1, xc_cancel, NULL);
+        seen = load(&xc.calls);
+        assert_calls_stay(seen);
+        ck_assert(live_becomes(1)); /* only the engine */
+    }
+    engine_finish(e);
+}
+END_TEST
+
+/* fn sleeps 50 ms; cancelled from the test thread while it runs, cancel
+ * returns only after fn has returned, so fn's argument could be freed at
+ * once.  For a 1 ms cycle (_i 0) and a one-shot callback (_i 1). */
+START_TEST(test_timer_cancel_waits_for_running_fn)
+{
+    pants_engine_t *e = engine_started(1);
+    double t0;
+
+    memset(&xc, 0, sizeof(xc));
+    xc.slow_ms = 50;
+    pt_on_loop(pants_engine_loop(e, 0), xc_make, (void *)(intptr_t)(_i == 0 ? 'c' : 'o'));
+    ck_assert_ptr_nonnull(xc.t);
+    ck_assert(pt_wait(&xc.started, WAIT_MS));
+    t0 = now_ms();
+    xc_cancel(NULL);
+    ck_assert_int_eq(xc.finished_seen, 1);
+    ck_assert_int_eq(load(&xc.calls), 1);
+    ck_assert_double_lt(now_ms() - t0, 3000.0);
+    assert_calls_stay(1);
+    ck_assert(live_becomes(1));
+    engine_finish(e);
+}
+END_TEST
+
+/* Cancelled from the test thread after the engine stopped: nothing runs,
+ * and pants_engine_free frees the timer (once). */
+START_TEST(test_timer_cancel_after_engine_stopped)
+{
+    pants_engine_t *e = engine_started(1);
+    int seen;
+
+    memset(&xc, 0, sizeof(xc));
+    pt_on_loop(pants_engine_loop(e, 0), xc_make, (void *)(intptr_t)'c');
+    ck_assert(pt_wait_count(&xc.calls, 2, WAIT_MS));
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    seen = load(&xc.calls);
+    ck_assert_int_eq(pants_live_objects(), 2); /* engine and timer */
+    pants_timer_cancel(xc.t);
+    ck_assert_int_eq(pants_live_objects(), 2); /* left to the loop's teardown */
+    pants_engine_free(e);
+    ck_assert_int_eq(load(&xc.calls), seen);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
 /* ---- Error names ------------------------------------------------------ */
 
 /* Checked teardown: naming errors leaves nothing alive. */
@@ -1791,6 +1935,13 @@ Suite *engine_suite(void)
     tcase_add_test(tc, test_timer_after_finish_eshutdown);
     tcase_add_test(tc, test_timer_cycle_zero_is_every_iteration);
     tcase_add_test(tc, test_timer_huge_delays_never_fire);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("timer_cancel_elsewhere");
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, test_timer_cancel_from_another_thread, 0, 2);
+    tcase_add_loop_test(tc, test_timer_cancel_waits_for_running_fn, 0, 2);
+    tcase_add_test(tc, test_timer_cancel_after_engine_stopped);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
