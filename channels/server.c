@@ -57,6 +57,7 @@ struct pants_server_s {
 
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
 static void close_listener(pants_server_t *srv);
+static void unlisten(pants_server_t *srv);
 
 /* pants__loop_enter for the server calls that are legal from any thread: a
  * running acceptor is reached by a post, without the misuse warning. */
@@ -410,12 +411,12 @@ int pants_server_listen(pants_server_t *srv, const char *address, int backlog)
     if (entered < 0) { /* the acceptor runs: it arms srv */
         rc = post_with_ref(acceptor, arm_task, srv, NULL, 0);
         if (rc < 0)
-            close_listener(srv);
+            unlisten(srv);
         return rc;
     }
     rc = arm(srv);
     if (rc < 0)
-        close_listener(srv); /* it never listened: the call fails, nothing follows */
+        unlisten(srv); /* it never listened: the call fails, nothing follows */
     pants__loop_leave(acceptor, entered);
     return rc;
 }
@@ -432,10 +433,9 @@ static void close_conns_task(void *a, void *b, uintptr_t c)
     server_unref(srv);
 }
 
-static void close_listener(pants_server_t *srv)
+/* Close the listening socket and its file; srv->mu held. */
+static void drop_listener_locked(pants_server_t *srv)
 {
-    pthread_mutex_lock(&srv->mu);
-    srv->closing = true;
     if (srv->fd >= 0) {
         if (srv->armed)
             event_del(&srv->listen_ev);
@@ -444,6 +444,23 @@ static void close_listener(pants_server_t *srv)
         srv->fd = -1;
     }
     pants__bound_path_remove(&srv->unix_path);
+}
+
+static void close_listener(pants_server_t *srv)
+{
+    pthread_mutex_lock(&srv->mu);
+    srv->closing = true;
+    drop_listener_locked(srv);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* A listen whose socket could not be watched: as if it never happened,
+ * so the server may listen again. */
+static void unlisten(pants_server_t *srv)
+{
+    pthread_mutex_lock(&srv->mu);
+    drop_listener_locked(srv);
+    srv->bound = false;
     pthread_mutex_unlock(&srv->mu);
 }
 
