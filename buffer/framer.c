@@ -17,8 +17,10 @@
  * position and so allows (pending bytes) x (limit) per call.  The match
  * context also caps nesting (depth) and the interpreter's heap; with JIT,
  * its 32 KiB stack does that.  At the default 64 KiB read limit a frame
- * costs at most about 1.2 million steps (some 10 ms with JIT), however its
- * bytes arrive; ordinary delimiters take one or two steps a byte.
+ * costs at most about 1.2 million steps (of the order of 10 ms with JIT,
+ * a few times that without), however its bytes arrive; ordinary delimiters
+ * take one or two steps a byte.  The count costs a callout per pattern
+ * item tried: a few ns per step.
  *
  * Beyond the user framer's errors, a regex match can fail at run time: any
  * of those limits gives PANTS__FRAME_ERROR with -E2BIG, PCRE2 failing to

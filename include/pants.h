@@ -306,12 +306,13 @@ PANTS_EXTERN int pants_stream_read_exact(pants_stream_t *s, size_t n);
  *
  * Matching is bounded, since the peer chooses the bytes: the searches for
  * one frame may take at most 2^17 steps plus 16 per pending byte together
- * (about 1.2 million at the default 64 KiB read limit, some 10 ms), nest
- * backtracking only so deep, and use little memory.  A partial match is
- * searched again from its start as more bytes arrive, and those searches
- * count toward the same frame.  Ordinary delimiters take a step or two per
- * byte; a pattern that backtracks without end, such as (a+)+b over a run
- * of a's, reaches the limit, and the stream is then closed with
+ * (about 1.2 million at the default 64 KiB read limit: of the order of
+ * 10 ms of CPU), nest backtracking only so deep, and use little memory.  A
+ * partial match is searched again from its start as more bytes arrive, and
+ * those searches count toward the same frame.  Ordinary delimiters take a
+ * step or two per byte; a pattern that backtracks without end, such as
+ * (a+)+b over a run of a's, or whose work grows with the square of a run,
+ * such as (a|b)*c, reaches a limit, and the stream is then closed with
  * on_error(-E2BIG) (pants_strerror names it), then on_close.  Bytes that
  * are not UTF-8 under a (*UTF) pattern close it with -EILSEQ. */
 PANTS_EXTERN int pants_stream_read_regex(pants_stream_t *s, const char *pattern);
