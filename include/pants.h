@@ -174,21 +174,22 @@ PANTS_EXTERN pants_timer_t *pants_timer_defer(pants_loop_t *l, uint64_t delay_ms
 PANTS_EXTERN pants_timer_t *pants_timer_cycle(pants_loop_t *l, uint64_t interval_ms, pants_fn_t fn,
                                               void *arg); /* every interval_ms */
 
-/* Cancel t: fn will not start again, and t is freed, on its loop.  NULL is
- * a no-op.  Cancel a timer at most once, while its handle is valid.
+/* Cancel t: fn will not start again, and t is freed.  NULL is a no-op.
+ * Cancel a timer at most once, and only while its handle is valid.
  *
  * On t's loop thread, also from inside t's own fn (t is then freed once fn
  * returns), or on any thread before the engine runs: t is freed at once.
  *
  * From any other thread while the engine runs: the cancel is handed to the
- * loop, with this promise: once pants_timer_cancel has returned, fn does
- * not start again; and if fn is running on the loop at that moment, the
- * call waits until fn has returned -- so the caller may free fn's argument
- * right after.  fn must therefore never wait on the cancelling thread (a
- * lock it holds, a post it must run, a cancel of fn's own timer from
- * there...), or both wait forever.  A callback or defer timer is gone once
- * its fn has returned: cancel such a timer from another thread only if its
- * fn cannot have run yet.  A timer cancelled after its loop has finished is
+ * loop, which frees t, with this promise: once pants_timer_cancel has
+ * returned, fn does not start again; and if fn is running on the loop at
+ * that moment, the call waits until fn has returned -- so the caller may
+ * free fn's argument right after.  fn must therefore never wait on the
+ * cancelling thread (on a lock the canceller holds, on a task posted to the
+ * canceller's loop, or by cancelling a timer whose fn runs there), or both
+ * wait forever.  A callback or defer timer is freed as soon as its fn
+ * returns, so another thread may cancel one only while it knows that fn
+ * has not returned yet.  After the loop has finished, a cancelled timer is
  * freed by pants_engine_free. */
 PANTS_EXTERN void pants_timer_cancel(pants_timer_t *t);
 
