@@ -10,7 +10,7 @@
  * Sending: every write is copied into the datagram's FIFO queue; the queue
  * goes out with sendmmsg, SEND_BATCH packets per call, once per wake-up
  * (replies made in on_read leave together when the batch is done) or from
- * the deferred event for writes made elsewhere.  What the kernel refuses
+ * the loop's pending work for writes made elsewhere.  What the kernel refuses
  * with EAGAIN waits for write readiness.  That is watched edge-triggered
  * on a dup() of the socket while blocked, because libevent cannot mix
  * edge- and level-triggered events on one fd, and level-triggered write
@@ -25,16 +25,19 @@
  *
  * Names: a name the loop's resolver (resolve.c) has cached goes out like
  * a numeric address.  Else the packet waits in the queue, in order
- * (packets behind it wait too), for a lookup asked from the deferred
- * event, so nothing goes out before the loop runs; the resolver keeps the
+ * (packets behind it wait too), for a lookup asked from the loop's pending
+ * work, so nothing goes out before the loop runs; the resolver keeps the
  * answer for its TTL, for every channel of the loop.
  * Errors: IP sockets set IP_RECVERR so ICMP errors (ECONNREFUSED...) reach
  * unconnected sockets too; they are read from the error queue and reported
  * one per ICMP message, and the datagram keeps working.
  *
- * Life cycle: new (no socket) -> open (socket) -> closed.  Like streams,
- * callbacks never run inside the API call that caused them: on_listen,
- * on_write, on_error from a send and on_close go through defer_ev.
+ * Life cycle: new (no socket) -> open (socket) -> closed, as a handle of
+ * the loop (engine/: references, pending work bits, the generic close that
+ * runs on_close last).  Like streams, callbacks never run inside the API
+ * call that caused them: on_listen, on_write, on_error from a send and
+ * on_close are pending work, run from the loop.  A registration that fails
+ * gives on_error, then the datagram closes.
  */
 #include "config.h"
 
@@ -77,8 +80,8 @@ enum deferred {
     D_LISTENED = 1, /* run on_listen */
     D_FLUSH = 2,    /* send the queue */
     D_NOTIFY = 4,   /* run on_error for errs, on_write if due */
-    D_CLOSE = 8,    /* run on_close, release */
     D_LOOKUP = 16,  /* start the lookups asked for */
+    D_FAIL = 32,    /* a registration failed: after on_error, close */
 };
 
 typedef struct lookup_s lookup_t;
@@ -115,8 +118,7 @@ typedef struct rbatch_s {
 } rbatch_t;
 
 struct pants_datagram_s {
-    pants__handle_t handle;        /* on the loop's list (active) */
-    int refs;                      /* references (atomic); the open datagram holds one */
+    pants__handle_t handle;        /* on the loop's list (active); refs, pending work */
     enum dgram_state state;        /* life cycle */
     int fd;                        /* the socket, or -1 */
     int wfd;                       /* dup of fd watched for write readiness, or -1 */
@@ -130,8 +132,6 @@ struct pants_datagram_s {
     struct event rev;              /* fd readable, level-triggered */
     struct event wev;              /* wfd writable, edge-triggered, while blocked */
     struct event retry_ev;         /* retries a blocked queue without an edge */
-    struct event defer_ev;         /* deferred callbacks and flushes */
-    unsigned deferred;             /* enum deferred bits pending on defer_ev */
     int errs[ERRS_MAX];            /* errors for on_error, oldest first */
     unsigned nerrs;                /* how many */
     pants_datagram_callbacks_t cb; /* the application's callbacks */
@@ -152,30 +152,9 @@ static int dgram_end(pants_datagram_t *d);
 
 /* ---- References and accessors ------------------------------------------ */
 
-static void dgram_free(pants_datagram_t *d)
+static void dgram_free(pants__handle_t *h)
 {
-    free(d);
-    pants__live_add(-1);
-}
-
-static void free_task(void *a, void *b, uintptr_t c)
-{
-    (void)b;
-    (void)c;
-    dgram_free(a);
-}
-
-static void dgram_ref(pants_datagram_t *d)
-{
-    __atomic_add_fetch(&d->refs, 1, __ATOMIC_RELAXED);
-}
-
-static void dgram_unref(pants_datagram_t *d)
-{
-    if (__atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) != 0)
-        return;
-    if (pants__loop_is_current(d->handle.loop) || pants__loop_post(d->handle.loop, free_task, d, NULL, 0) < 0)
-        dgram_free(d);
+    free(h);
 }
 
 void *pants_datagram_data(const pants_datagram_t *d)
@@ -309,8 +288,7 @@ static rbatch_t *loop_batch(pants_loop_t *l)
 
 static void defer(pants_datagram_t *d, unsigned what)
 {
-    d->deferred |= what;
-    event_active(&d->defer_ev, 0, 0);
+    pants__handle_defer(&d->handle, what);
 }
 
 /* An error for on_error, reported from the loop (never inside a call). */
@@ -497,11 +475,18 @@ static int attach(pants_datagram_t *d, int fd, int family)
     d->wfd = wfd;
     d->family = family;
     d->dual = pants__socket_is_dual(fd);
-    d->state = G_OPEN;
     event_assign(&d->rev, l->base, fd, EV_READ | EV_PERSIST, dgram_on_read, d);
     event_assign(&d->wev, l->base, wfd, EV_WRITE | EV_PERSIST | EV_ET, dgram_on_writable, d);
-    if (!d->ending)
-        event_add(&d->rev, NULL);
+    if (!d->ending) {
+        int rc = pants__event_add(&d->rev, NULL);
+        if (rc < 0) {
+            close(wfd);
+            d->fd = d->wfd = -1;
+            d->family = AF_UNSPEC;
+            return rc;
+        }
+    }
+    d->state = G_OPEN;
     return 0;
 }
 
@@ -593,31 +578,22 @@ static void close_now(pants_datagram_t *d)
     d->state = G_CLOSED;
     release_io(d);
     d->nerrs = 0;
-    d->deferred = 0;
-    defer(d, D_CLOSE);
+    pants__handle_close(&d->handle);
 }
 
-/* The last step: on_close, then d leaves its loop. */
-static void finish_close(pants_datagram_t *d)
+/* The last step: on_close (then d leaves its loop). */
+static void dgram_closed(pants__handle_t *h)
 {
+    pants_datagram_t *d = (pants_datagram_t *)h;
+
     if (d->cb.on_close)
         d->cb.on_close(d);
-    pants__handle_finish(&d->handle);
-    dgram_unref(d);
 }
 
-static void dgram_on_deferred(evutil_socket_t fd, short what, void *arg)
+static void dgram_run_pending(pants__handle_t *h, unsigned bits)
 {
-    pants_datagram_t *d = arg;
-    unsigned bits = d->deferred;
+    pants_datagram_t *d = (pants_datagram_t *)h;
 
-    (void)fd;
-    (void)what;
-    d->deferred = 0;
-    if (bits & D_CLOSE) {
-        finish_close(d);
-        return;
-    }
     if ((bits & D_LISTENED) && d->cb.on_listen)
         d->cb.on_listen(d);
     if ((bits & D_LOOKUP) && d->state != G_CLOSED)
@@ -625,6 +601,16 @@ static void dgram_on_deferred(evutil_socket_t fd, short what, void *arg)
     if ((bits & D_FLUSH) && d->state != G_CLOSED && !d->blocked)
         flush(d);
     notify(d);
+    if (bits & D_FAIL)
+        close_now(d);
+}
+
+/* Watching the socket failed: on_error from the loop, then close (d could
+ * never send or receive again). */
+static void fail_later(pants_datagram_t *d, int err)
+{
+    note_error(d, err);
+    defer(d, D_FAIL);
 }
 
 static void close_task(void *a, void *b, uintptr_t c)
@@ -632,7 +618,7 @@ static void close_task(void *a, void *b, uintptr_t c)
     (void)b;
     (void)c;
     close_now(a);
-    dgram_unref(a);
+    pants__handle_unref(a);
 }
 
 void pants_datagram_close(pants_datagram_t *d)
@@ -643,10 +629,8 @@ void pants_datagram_close(pants_datagram_t *d)
         return;
     entered = pants__loop_enter(d->handle.loop, NULL); /* any thread: posted, no warning */
     if (entered < 0) {
-        /* Misuse, but closing must not be lost: hand it to the owner. */
-        dgram_ref(d);
-        if (pants__loop_post(d->handle.loop, close_task, d, NULL, 0) < 0)
-            dgram_unref(d);
+        /* Any thread, but closing must not be lost: hand it to the owner. */
+        pants__handle_post(&d->handle, d->handle.loop, close_task, NULL, 0);
         return;
     }
     close_now(d);
@@ -671,12 +655,18 @@ static void dgram_release(pants__handle_t *h)
     pants_datagram_t *d = (pants_datagram_t *)h;
 
     release_io(d);
-    event_del(&d->defer_ev);
-    dgram_free(d);
+    pants__handle_unref(h);
 }
 
 static const pants__handle_ops_t dgram_ops = {
-    .name = "datagram", .stop = dgram_stop, .kill = dgram_kill, .release = dgram_release};
+    .name = "datagram",
+    .stop = dgram_stop,
+    .kill = dgram_kill,
+    .release = dgram_release,
+    .run_pending = dgram_run_pending,
+    .closed = dgram_closed,
+    .free = dgram_free,
+};
 
 /* ---- Creation ----------------------------------------------------------- */
 
@@ -684,8 +674,7 @@ static void dgram_on_retry(evutil_socket_t fd, short what, void *arg);
 
 static void dgram_init(pants_datagram_t *d, pants_loop_t *l, const pants_datagram_callbacks_t *cb, void *data)
 {
-    d->handle.loop = l;
-    d->refs = 1;
+    pants__handle_init(&d->handle, l, &dgram_ops);
     d->state = G_NEW;
     d->fd = d->wfd = -1;
     d->family = AF_UNSPEC;
@@ -693,24 +682,13 @@ static void dgram_init(pants_datagram_t *d, pants_loop_t *l, const pants_datagra
         d->cb = *cb;
     d->data = data;
     d->queue_limit = DEFAULT_QUEUE_LIMIT;
-    event_assign(&d->defer_ev, l->base, -1, 0, dgram_on_deferred, d);
     evtimer_assign(&d->retry_ev, l->base, dgram_on_retry, d);
-    pants__live_add(1);
-}
-
-static void register_task(void *a, void *b, uintptr_t c)
-{
-    pants_datagram_t *d = a;
-
-    (void)b;
-    (void)c;
-    pants__handle_start(&d->handle, d->handle.loop, &dgram_ops, true);
 }
 
 pants_datagram_t *pants_datagram_new(pants_loop_t *l, const pants_datagram_callbacks_t *cb, void *data)
 {
     pants_datagram_t *d;
-    int entered, rc;
+    int rc;
 
     if (l == NULL) {
         errno = EINVAL;
@@ -720,17 +698,10 @@ pants_datagram_t *pants_datagram_new(pants_loop_t *l, const pants_datagram_callb
     if (d == NULL)
         return NULL;
     dgram_init(d, l, cb, data);
-    /* From another thread while l runs this is no misuse: no loud enter. */
-    entered = pants__loop_is_current(l) || !pants__loop_has_started(l) ? pants__loop_enter(l, NULL) : -EPERM;
-    if (entered >= 0) {
-        pants__handle_start(&d->handle, l, &dgram_ops, true);
-        pants__loop_leave(l, entered);
-        return d;
-    }
-    /* Another thread while l runs: l registers it, in order with posts. */
-    rc = pants__loop_post(l, register_task, d, NULL, 0);
+    rc = pants__handle_register(&d->handle, true);
     if (rc < 0) {
-        dgram_free(d);
+        dgram_free(&d->handle);
+        pants__live_add(-1);
         errno = -rc;
         return NULL;
     }
@@ -867,11 +838,16 @@ static void block(pants_datagram_t *d)
 {
     struct timeval tv = {RETRY_MS / 1000, (RETRY_MS % 1000) * 1000};
 
+    int rc = 0;
+
     if (!d->blocked) {
         d->blocked = true;
-        event_add(&d->wev, NULL);
+        rc = pants__event_add(&d->wev, NULL);
     }
-    evtimer_add(&d->retry_ev, &tv);
+    if (rc == 0)
+        rc = pants__event_add(&d->retry_ev, &tv);
+    if (rc < 0)
+        fail_later(d, rc);
 }
 
 static void unblock(pants_datagram_t *d)
