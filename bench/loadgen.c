@@ -1027,7 +1027,8 @@ static int burst_socket(bool blocking, uint64_t now)
 {
     int fd = socket(g.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK), 0);
     uint64_t left = g.t_end > now ? g.t_end - now : 1000;
-    struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u), .tv_usec = (long)(left % 1000000000u / 1000u)};
+    struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u),
+                         .tv_usec = (long)(left % 1000000000u / 1000u)};
 
     if (tv.tv_sec == 0 && tv.tv_usec == 0)
         tv.tv_usec = 1;
