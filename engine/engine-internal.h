@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "deadline-internal.h"
 #include "pants.h"
 
 #ifdef PANTS_DEBUG
@@ -150,6 +151,11 @@ struct pants_loop_s {
     struct event pending_ev;      /* runs the pending queue */
     int io_fd;                    /* the epoll set of stream sockets */
     struct event io_ev;           /* io_fd is ready: dispatch its sockets */
+    uint64_t now_ms;              /* the loop's clock (CLOCK_MONOTONIC ms), cached */
+    bool now_stale;               /* now_ms must be read again before use */
+    pants__dheap_t deadlines;     /* lazy deadlines of this loop's objects */
+    struct event deadline_ev;     /* fires for the earliest of them */
+    uint64_t deadline_armed;      /* when deadline_ev fires; 0 = not armed */
     void *wstage;                 /* channels' write stage (plain memory, freed with the loop) */
 };
 
@@ -170,6 +176,28 @@ struct pants_engine_s {
 };
 
 enum { PANTS__ENGINE_NEW, PANTS__ENGINE_RUNNING, PANTS__ENGINE_DONE };
+
+/* ---- Time and deadlines ------------------------------------------------- */
+
+/* Read the clock into l->now_ms.  Loop thread. */
+void pants__loop_update_time(pants_loop_t *l);
+
+/* The loop's clock in milliseconds (CLOCK_MONOTONIC), read at most once
+ * per round of ready sockets: activity timestamps cost no system call. */
+static inline uint64_t pants__loop_now_ms(pants_loop_t *l)
+{
+    if (l->now_stale)
+        pants__loop_update_time(l);
+    return l->now_ms;
+}
+
+/* Look at d at time at (loop ms) or later, never earlier: d->due(d) runs
+ * from the loop then, with d out of the heap.  0 or a negative errno (out
+ * of memory, or the loop's timer could not be armed; d is then unset). */
+int pants__deadline_set(pants_loop_t *l, pants__deadline_t *d, uint64_t at);
+
+/* Forget d (no-op if unset). */
+void pants__deadline_clear(pants_loop_t *l, pants__deadline_t *d);
 
 /* Post fn(a, b, c) to l.  Any thread.  0, -ENOMEM, or -ESHUTDOWN once l
  * finished (fn then never runs). */

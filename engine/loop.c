@@ -21,6 +21,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine-internal.h"
@@ -247,11 +248,80 @@ static void on_io_ready(evutil_socket_t fd, short what, void *arg)
     long n = syscall(SYS_epoll_wait, fd, evs, IO_BATCH, 0);
 
     (void)what;
-    (void)arg;
+    ((pants_loop_t *)arg)->now_stale = true;
     for (long i = 0; i < n; i++) {
         pants__io_t *w = evs[i].data.ptr;
         w->cb(w, evs[i].events);
     }
+}
+
+/* ---- Time and deadlines ------------------------------------------------- */
+
+void pants__loop_update_time(pants_loop_t *l)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    l->now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    l->now_stale = false;
+}
+
+/* Arm the loop's timer for the earliest deadline, if it is not armed for
+ * that time or earlier already.  0 or a negative errno. */
+static int arm_deadlines(pants_loop_t *l)
+{
+    pants__deadline_t *min = pants__dheap_min(&l->deadlines);
+    struct timeval tv;
+    uint64_t now, ms;
+    int rc;
+
+    if (min == NULL || (l->deadline_armed != 0 && l->deadline_armed <= min->at))
+        return 0;
+    now = pants__loop_now_ms(l);
+    ms = min->at > now ? min->at - now : 0;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)(ms % 1000) * 1000 + 999; /* libevent's clock lags: never early */
+    event_base_update_cache_time(l->base);
+    rc = pants__event_add(&l->deadline_ev, &tv);
+    l->deadline_armed = rc == 0 ? min->at : 0;
+    return rc;
+}
+
+int pants__deadline_set(pants_loop_t *l, pants__deadline_t *d, uint64_t at)
+{
+    int rc;
+
+    PANTS__ASSERT(pants__loop_owned(l));
+    rc = pants__dheap_set(&l->deadlines, d, at);
+    if (rc == 0)
+        rc = arm_deadlines(l);
+    if (rc < 0)
+        pants__dheap_remove(&l->deadlines, d);
+    return rc;
+}
+
+void pants__deadline_clear(pants_loop_t *l, pants__deadline_t *d)
+{
+    PANTS__ASSERT(pants__loop_owned(l));
+    pants__dheap_remove(&l->deadlines, d);
+}
+
+/* The earliest deadline came (or nearly: the clock decides): run every
+ * entry that is due, then arm for the next. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    pants_loop_t *l = arg;
+    pants__deadline_t *min;
+
+    (void)fd;
+    (void)what;
+    l->deadline_armed = 0;
+    pants__loop_update_time(l);
+    while ((min = pants__dheap_min(&l->deadlines)) != NULL && min->at <= l->now_ms) {
+        pants__dheap_remove(&l->deadlines, min);
+        min->due(min);
+    }
+    arm_deadlines(l); /* a failure: the next deadline_set tries again */
 }
 
 /* ---- Handles ------------------------------------------------------------ */
@@ -567,6 +637,8 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
         goto free_base;
     evtimer_assign(&l->shutdown_ev, l->base, on_shutdown_timeout, l);
     event_assign(&l->pending_ev, l->base, -1, 0, on_pending, l);
+    evtimer_assign(&l->deadline_ev, l->base, on_deadline, l);
+    l->now_stale = true;
     l->pending_tail = &l->pending_head;
     pthread_mutex_init(&l->queue_mu, NULL);
     pthread_mutex_init(&l->setup_mu, NULL);
@@ -615,6 +687,8 @@ void pants__loop_free(pants_loop_t *l)
     event_del(&l->wake_ev);
     event_del(&l->shutdown_ev);
     event_del(&l->pending_ev);
+    event_del(&l->deadline_ev);
+    pants__dheap_deinit(&l->deadlines);
     event_del(&l->io_ev);
     close(l->io_fd);
     close(l->wake_fd);
