@@ -151,6 +151,18 @@ void pants__server_accepted(pants_server_t *srv, pants_stream_t *s);
 /* Queue len bytes of data without copying them; release(data, len, arg)
  * runs exactly once, when they have been sent or dropped, or before this
  * returns if it fails.  On s's loop.  0, -EPIPE, -ENOMEM. */
+/* s failed with err: on_error (NULL: nothing), then close.  On s's loop. */
+void pants__stream_fail(pants_stream_t *s, int err);
+
+/* o with its zero fields filled with the defaults (write_high SIZE_MAX =
+ * no watermarks).  0, or -EINVAL (write_low >= write_high, a timeout
+ * beyond 2^31 s).  Any thread. */
+int pants__stream_options_resolve(const pants_stream_options_t *o, pants_stream_options_t *out);
+
+/* The resolved starting settings of srv's new connections (valid while srv
+ * lives).  Any thread. */
+const pants_stream_options_t *pants__server_stream_options(const pants_server_t *srv);
+
 int pants__stream_write_shared(pants_stream_t *s, const void *data, size_t len,
                                void (*release)(const void *, size_t, void *), void *arg);
 

@@ -48,11 +48,15 @@ struct pants_server_s {
     bool finished;                    /* on_close ran or is about to (atomic) */
     bool armed;                       /* listen_ev is added */
     bool emfile_reported;             /* on_error told of this shortage */
+    bool full;                        /* at max_conns: not accepting (atomic) */
     pants__bound_path_t unix_path;    /* socket file to remove on close */
     struct event listen_ev;           /* fd readable: accept */
     struct event backoff_ev;          /* resume accepting after EMFILE */
     size_t conns;                     /* open connections (atomic) */
+    size_t max_conns;                 /* accept no more than this; 0 = no cap (atomic) */
     pants_stream_t **heads;           /* per worker: its connections */
+    const pants_stream_options_t *opts; /* new connections' settings, resolved (atomic) */
+    struct opts_node_s *old_opts;     /* every version given, freed with srv (mu) */
 };
 
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
@@ -68,12 +72,24 @@ static int acceptor_enter(pants_loop_t *acceptor)
     return pants__loop_enter(acceptor, "a pants_server call");
 }
 
+/* A version of the stream options: kept until the server goes, because
+ * connections accepted under it point to it. */
+typedef struct opts_node_s {
+    struct opts_node_s *next;      /* the older versions */
+    pants_stream_options_t opts;   /* resolved */
+} opts_node_t;
+
 /* ---- References --------------------------------------------------------- */
 
 static void server_free(pants__handle_t *h)
 {
     pants_server_t *srv = (pants_server_t *)h;
 
+    while (srv->old_opts != NULL) {
+        opts_node_t *n = srv->old_opts;
+        srv->old_opts = n->next;
+        free(n);
+    }
     pthread_mutex_destroy(&srv->mu);
     free(srv->heads);
     free(srv);
@@ -105,6 +121,34 @@ void *pants_server_data(const pants_server_t *srv)
 pants_engine_t *pants_server_engine(const pants_server_t *srv)
 {
     return srv ? srv->engine : NULL;
+}
+
+const pants_stream_options_t *pants__server_stream_options(const pants_server_t *srv)
+{
+    return __atomic_load_n(&srv->opts, __ATOMIC_ACQUIRE);
+}
+
+int pants_server_set_stream_options(pants_server_t *srv, const pants_stream_options_t *o)
+{
+    opts_node_t *n;
+    int rc;
+
+    if (srv == NULL)
+        return -EINVAL;
+    n = malloc(sizeof(*n));
+    if (n == NULL)
+        return -ENOMEM;
+    rc = pants__stream_options_resolve(o, &n->opts);
+    if (rc < 0) {
+        free(n);
+        return rc;
+    }
+    pthread_mutex_lock(&srv->mu);
+    n->next = srv->old_opts;
+    srv->old_opts = n;
+    __atomic_store_n(&srv->opts, &n->opts, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&srv->mu);
+    return 0;
 }
 
 int pants__server_family(const pants_server_t *srv)
@@ -144,6 +188,7 @@ void pants__server_conn_opened(pants_server_t *srv, pants_stream_t *s)
 }
 
 static void check_finish_task(void *a, void *b, uintptr_t c);
+static void resume_task(void *a, void *b, uintptr_t c);
 
 void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s)
 {
@@ -157,8 +202,11 @@ void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s)
         if (next)
             *pants__stream_srv_prev(next) = prev;
     }
-    if (__atomic_sub_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL) == 0)
+    size_t left = __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL);
+    if (left == 0)
         post_with_ref(srv->engine->acceptor, check_finish_task, srv, NULL, 0);
+    if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE) && left < __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED))
+        post_with_ref(srv->engine->acceptor, resume_task, srv, NULL, 0);
     server_unref(srv);
 }
 
@@ -236,7 +284,7 @@ static void on_backoff_over(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (srv->closing || !srv->armed)
+    if (srv->closing || !srv->armed || __atomic_load_n(&srv->full, __ATOMIC_ACQUIRE))
         return;
     rc = pants__event_add(&srv->listen_ev, NULL);
     if (rc < 0)
@@ -280,12 +328,58 @@ static void hand_off(pants_server_t *srv, int fd)
     }
 }
 
+/* At the cap?  Then stop watching the listener: new clients wait in the
+ * backlog until a connection closes (resume_task). */
+static bool at_cap(pants_server_t *srv)
+{
+    size_t max = __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED);
+
+    if (max == 0)
+        return false;
+    __atomic_store_n(&srv->full, true, __ATOMIC_RELEASE); /* before the count: no resume is missed */
+    if (__atomic_load_n(&srv->conns, __ATOMIC_ACQUIRE) < max) {
+        __atomic_store_n(&srv->full, false, __ATOMIC_RELEASE);
+        return false;
+    }
+    event_del(&srv->listen_ev);
+    return true;
+}
+
+/* A connection closed below the cap, or the cap changed: accept again. */
+static void resume_task(void *a, void *b, uintptr_t c)
+{
+    pants_server_t *srv = a;
+    size_t max = __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED);
+    int rc = 0;
+
+    (void)b;
+    (void)c;
+    if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE) && !srv->closing && srv->armed &&
+        (max == 0 || __atomic_load_n(&srv->conns, __ATOMIC_ACQUIRE) < max)) {
+        __atomic_store_n(&srv->full, false, __ATOMIC_RELEASE);
+        rc = pants__event_add(&srv->listen_ev, NULL);
+    }
+    if (rc < 0)
+        watch_failed(srv, rc);
+    server_unref(srv);
+}
+
+int pants_server_set_max_connections(pants_server_t *srv, size_t max)
+{
+    if (srv == NULL)
+        return -EINVAL;
+    __atomic_store_n(&srv->max_conns, max, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE)) /* a raised cap may let it accept again */
+        post_with_ref(srv->engine->acceptor, resume_task, srv, NULL, 0);
+    return 0;
+}
+
 static void on_acceptable(evutil_socket_t lfd, short what, void *arg)
 {
     pants_server_t *srv = arg;
 
     (void)what;
-    for (int i = 0; i < ACCEPTS_PER_WAKEUP && !srv->closing; i++) {
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP && !srv->closing && !at_cap(srv); i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             srv->emfile_reported = false;
@@ -533,12 +627,15 @@ static void broadcast_task(void *a, void *b, uintptr_t c)
     for (pants_stream_t *s = srv->heads[c]; s != NULL; s = *pants__stream_srv_next(s)) {
         if (!pants__stream_is_open(s))
             continue;
+        int rc;
         if (blob->len < SHARE_MIN) {
-            pants_stream_write(s, blob->data, blob->len);
-            continue;
+            rc = pants_stream_write(s, blob->data, blob->len);
+        } else {
+            __atomic_add_fetch(&blob->refs, 1, __ATOMIC_RELAXED);
+            rc = pants__stream_write_shared(s, blob->data, blob->len, blob_released, blob);
         }
-        __atomic_add_fetch(&blob->refs, 1, __ATOMIC_RELAXED);
-        pants__stream_write_shared(s, blob->data, blob->len, blob_released, blob);
+        if (rc == -ENOBUFS) /* over its write limit: it cannot keep up */
+            pants__stream_fail(s, rc);
     }
     blob_unref(blob);
     server_unref(srv);
@@ -616,6 +713,13 @@ pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks
         srv->conn_cb = *conn_cb;
     srv->data = data;
     pthread_mutex_init(&srv->mu, NULL);
+    if (pants_server_set_stream_options(srv, NULL) < 0) { /* the defaults, resolved */
+        pthread_mutex_destroy(&srv->mu);
+        free(srv->heads);
+        free(srv);
+        errno = ENOMEM;
+        return NULL;
+    }
     evtimer_assign(&srv->backoff_ev, e->acceptor->base, on_backoff_over, srv);
     pants__handle_init(&srv->handle, e->acceptor, &server_ops);
     /* From another thread while the acceptor runs, it registers srv; once

@@ -36,6 +36,10 @@
 #include "wqueue-internal.h"
 
 #define DEFAULT_READ_LIMIT (64 * 1024)
+#define DEFAULT_WRITE_LOW  (256 * 1024)
+#define DEFAULT_WRITE_HIGH (1024 * 1024)
+#define MAX_TIMEOUT_MS     ((uint64_t)INT32_MAX * 1000)
+#define TIMEOUT_KINDS      4 /* PANTS_TIMEOUT_IDLE .. PANTS_TIMEOUT_FRAME */
 #define READS_PER_WAKEUP   16 /* then let the other streams run */
 #define FLUSH_ROUNDS       4  /* on_write may write again: flush that too, this often */
 
@@ -52,6 +56,8 @@ enum pending {
     P_RESOLVE = 2,       /* ask the loop's resolver for the dial's host */
     P_READ = 4,          /* read (and deliver what is buffered) again */
     P_WRITE = 8,         /* flush what was written outside the I/O callback */
+    P_HIGH = 16,         /* run on_write_high */
+    P_LOW = 32,          /* run on_write_low */
 };
 
 #define IO_EVENTS (PANTS__IO_READ | PANTS__IO_WRITE | PANTS__IO_CLOSED)
@@ -80,6 +86,11 @@ struct pants_stream_s {
     bool hup_seen : 1;                   /* the peer's FIN was signalled: a short read is not the end */
     bool paused : 1;                     /* pause_reading: no read, no on_read until resume */
     bool owns_cb : 1;                    /* cb is our own copy (else the server's table) */
+    bool auto_paused : 1;                /* the high watermark holds reading */
+    bool above_high : 1;                 /* pending() passed high: on_write_low due at low */
+    bool owns_opt : 1;                   /* opt is our own copy */
+    bool timed : 1;                      /* a timeout is set: activity is timed */
+    bool write_waiting : 1;              /* the last flush left bytes queued */
     const pants_stream_callbacks_t *cb;  /* the application's callbacks */
     void *data;                          /* the application's pointer */
     pants_server_t *server;              /* accepting server, or NULL */
@@ -91,11 +102,44 @@ struct pants_stream_s {
     pants__framer_t framer;              /* the read delimiter */
     size_t read_limit;                   /* most bytes that may wait for a frame */
     dial_t *dial;                        /* connect state, or NULL */
+    const pants_stream_options_t *opt;   /* limits, resolved: defaults, the server's, or our own */
+    pants__deadline_t dl;                /* when to look at the timeouts next */
+    uint64_t since[TIMEOUT_KINDS];       /* loop ms each timeout kind counts from */
 };
 
 static const pants_stream_callbacks_t no_callbacks; /* cb of a stream given none */
 
+static const pants_stream_options_t default_options = {
+    .read_limit = DEFAULT_READ_LIMIT, .write_low = DEFAULT_WRITE_LOW, .write_high = DEFAULT_WRITE_HIGH};
+
 static void stream_on_io(pants__io_t *w, unsigned events);
+static void stream_due(pants__deadline_t *d);
+static void schedule_timeouts(pants_stream_t *s);
+static void watermarks_moved(pants_stream_t *s);
+static void reading_resumed(pants_stream_t *s);
+static void start_timing(pants_stream_t *s);
+static void flushed(pants_stream_t *s, size_t before, int rc);
+static void touch(pants_stream_t *s, int kind);
+
+/* Bytes queued and staged. */
+static inline size_t pending_of(const pants_stream_t *s)
+{
+    return pants__wq_pending(&s->wq, s->handle.loop);
+}
+
+/* pending() may have crossed a watermark: the common case (below high, no
+ * high seen) costs a compare. */
+static inline void watermarks(pants_stream_t *s)
+{
+    if (s->above_high || pending_of(s) > s->opt->write_high)
+        watermarks_moved(s);
+}
+
+/* Is reading held, by the application or by the high watermark? */
+static inline bool held(const pants_stream_t *s)
+{
+    return s->paused || s->auto_paused;
+}
 static void stream_io(pants_stream_t *s, unsigned events);
 static void stream_close_now(pants_stream_t *s);
 static int stream_end(pants_stream_t *s);
@@ -201,7 +245,7 @@ int pants_stream_local_address(const pants_stream_t *s, pants_addr_t *a)
 
 size_t pants_stream_pending(const pants_stream_t *s)
 {
-    return s ? pants__wq_pending(&s->wq, loop_of(s)) : 0;
+    return s ? pending_of(s) : 0;
 }
 
 bool pants_stream_is_connected(const pants_stream_t *s)
@@ -272,6 +316,7 @@ static void close_socket(pants_stream_t *s)
 
 static void release_io(pants_stream_t *s)
 {
+    pants__deadline_clear(loop_of(s), &s->dl);
     disarm_connect_timer(s);
     if (s->dial)
         dial_reset(s->dial);
@@ -297,7 +342,7 @@ static void stream_close_now(pants_stream_t *s)
 }
 
 /* An I/O error other than EOF or reset: tell the application, then close. */
-static void stream_fail(pants_stream_t *s, int err)
+void pants__stream_fail(pants_stream_t *s, int err)
 {
     if (s->state == S_CLOSED)
         return;
@@ -317,7 +362,7 @@ static void io_error(pants_stream_t *s, int err)
     if (is_reset(-err))
         stream_close_now(s);
     else
-        stream_fail(s, err);
+        pants__stream_fail(s, err);
 }
 
 static void close_posted(pants_stream_t *s, void *arg)
@@ -354,6 +399,10 @@ static void stream_run_pending(pants__handle_t *h, unsigned bits)
         start_lookup(s);
     if ((bits & (P_READ | P_WRITE)) && s->state == S_OPEN)
         stream_io(s, (bits & P_READ ? PANTS__IO_READ : 0) | (bits & P_WRITE ? PANTS__IO_WRITE : 0));
+    if ((bits & P_HIGH) && s->state == S_OPEN && s->cb->on_write_high)
+        s->cb->on_write_high(s);
+    if ((bits & P_LOW) && s->state == S_OPEN && s->cb->on_write_low)
+        s->cb->on_write_low(s);
 }
 
 /* The last step: on_close, then the stream leaves its server. */
@@ -374,6 +423,8 @@ static void stream_free(pants__handle_t *h)
 
     if (s->owns_cb)
         free(own_callbacks(s));
+    if (s->owns_opt)
+        free((void *)(uintptr_t)s->opt);
     free(s);
 }
 
@@ -425,6 +476,8 @@ static void stream_init(pants_stream_t *s, pants_loop_t *l, void *data)
     s->cb = &no_callbacks;
     s->data = data;
     s->read_limit = DEFAULT_READ_LIMIT;
+    s->opt = &default_options;
+    pants__deadline_init(&s->dl, stream_due);
     s->tp = &pants__plain_transport;
     s->io.cb = stream_on_io;
     pants__framer_init(&s->framer);
@@ -486,6 +539,8 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
     stream_init(s, l, NULL);
     s->server = srv;
     s->cb = pants__server_conn_callbacks(srv);
+    s->opt = pants__server_stream_options(srv);
+    s->read_limit = s->opt->read_limit;
     s->state = S_OPEN;
     s->family = (unsigned char)pants__server_family(srv); /* no getsockname per connection */
     pants__server_conn_opened(srv, s);
@@ -495,9 +550,12 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
     if (s->state != S_OPEN)
         return;
     rc = pants__io_start(l, &s->io, fd, IO_EVENTS);
-    if (rc < 0)
-        stream_fail(s, rc);
-    else if (s->cb->on_connect)
+    if (rc < 0) {
+        pants__stream_fail(s, rc);
+        return;
+    }
+    start_timing(s);
+    if (s->state == S_OPEN && s->cb->on_connect)
         s->cb->on_connect(s);
 }
 
@@ -634,6 +692,7 @@ static bool connect_finished(pants_stream_t *s)
     }
     dial_free(s); /* an open stream never connects again */
     s->state = S_OPEN;
+    start_timing(s);
     if (s->cb->on_connect)
         s->cb->on_connect(s);
     return s->state == S_OPEN;
@@ -774,7 +833,7 @@ static size_t deliver_span(pants_stream_t *s, const unsigned char *p, size_t n)
     size_t used = 0;
 
     while (s->state == S_OPEN && !s->ending) {
-        if (s->paused)
+        if (held(s))
             return used; /* the rest waits in the buffer */
         size_t skip = 0;
         int err = 0;
@@ -786,7 +845,7 @@ static size_t deliver_span(pants_stream_t *s, const unsigned char *p, size_t n)
         if (len == PANTS__FRAME_NEED_MORE)
             return used;
         if (len < 0) {
-            stream_fail(s, err);
+            pants__stream_fail(s, err);
             return SIZE_MAX;
         }
         pants__framer_consumed(&s->framer);
@@ -802,13 +861,15 @@ static void deliver_buffered(pants_stream_t *s)
 {
     bool warned = false;
 
-    while (s->state == S_OPEN && !s->ending && !s->paused) {
+    while (s->state == S_OPEN && !s->ending && !held(s)) {
         size_t len = s->in.len;
         size_t used = len ? deliver_span(s, pants__inbuf_data(&s->in), len) : 0;
         if (used == SIZE_MAX)
             return;
         if (used > 0) {
             pants__inbuf_consume(&s->in, used);
+            if (s->timed && s->in.len > 0) /* the next frame's first bytes came now */
+                s->since[PANTS_TIMEOUT_FRAME - 1] = pants__loop_now_ms(loop_of(s));
             warned = false;
             continue;
         }
@@ -829,7 +890,7 @@ static void deliver_fresh(pants_stream_t *s, const unsigned char *p, size_t n)
 {
     size_t used;
 
-    if (s->framer.kind == PANTS__FRAME_ANY && !s->paused) { /* the default: all of it, at once */
+    if (s->framer.kind == PANTS__FRAME_ANY && !held(s)) { /* the default: all of it, at once */
         if (s->cb->on_read)
             s->cb->on_read(s, p, n);
         return;
@@ -839,9 +900,11 @@ static void deliver_fresh(pants_stream_t *s, const unsigned char *p, size_t n)
     if (used == SIZE_MAX || used == n)
         return;
     if (pants__inbuf_append(&s->in, p + used, n - used) < 0) {
-        stream_fail(s, -ENOMEM);
+        pants__stream_fail(s, -ENOMEM);
         return;
     }
+    if (s->timed) /* an unfinished frame starts */
+        s->since[PANTS_TIMEOUT_FRAME - 1] = pants__loop_now_ms(loop_of(s));
     if (n - used > effective_limit(s))
         deliver_buffered(s);
 }
@@ -897,7 +960,7 @@ static bool read_once(pants_stream_t *s, int round)
     ssize_t n;
 
     if (round > 0 && pants__wq_stage_pin(&s->wq, loop_of(s)) < 0) { /* the scratch is read into again */
-        stream_fail(s, -ENOMEM);
+        pants__stream_fail(s, -ENOMEM);
         return false;
     }
     n = read_some(s, &direct, &asked);
@@ -911,6 +974,8 @@ static bool read_once(pants_stream_t *s, int round)
         io_error(s, (int)n);
         return false;
     }
+    if (s->timed)
+        touch(s, PANTS_TIMEOUT_READ);
     if (s->ending)
         ; /* ending: what arrives now is dropped */
     else if (direct)
@@ -922,15 +987,18 @@ static bool read_once(pants_stream_t *s, int round)
 
 static void stream_read(pants_stream_t *s)
 {
-    if (s->paused) {
+    if (held(s)) {
         paused_check(s);
         return;
     }
     if (s->in.len > 0 && !s->ending)
         deliver_buffered(s); /* the delimiter may have changed meanwhile */
-    for (int i = 0; i < READS_PER_WAKEUP; i++)
-        if (s->paused || s->state != S_OPEN || !read_once(s, i))
+    for (int i = 0; i < READS_PER_WAKEUP; i++) {
+        if (i > 0)
+            watermarks(s); /* what the reads so far made us write */
+        if (held(s) || s->state != S_OPEN || !read_once(s, i))
             return; /* resume reads again */
+    }
     pants__handle_defer(&s->handle, P_READ); /* more is there: after the others */
 }
 
@@ -951,17 +1019,39 @@ static int write_state_error(const pants_stream_t *s)
     return 0;
 }
 
+/* Would len more bytes in memory pass the write limit? */
+static bool over_limit(const pants_stream_t *s, size_t len)
+{
+    size_t limit = s->opt->write_limit, mem;
+
+    if (limit == 0)
+        return false;
+    mem = pants__wq_memory(&s->wq, loop_of(s));
+    return mem > limit || len > limit - mem;
+}
+
+/* Something was queued: flush it, and see whether pending passed high. */
+static void queued(pants_stream_t *s)
+{
+    s->want_on_write = true;
+    if (!s->in_io) { /* inside, the end of the I/O callback looks */
+        schedule_flush(s);
+        watermarks(s);
+    }
+}
+
 static int stream_write(pants_stream_t *s, const void *data, size_t len)
 {
     int rc = write_state_error(s);
 
     if (rc < 0 || len == 0)
         return rc;
+    if (over_limit(s, len))
+        return -ENOBUFS;
     rc = pants__wq_write(&s->wq, loop_of(s), data, len);
     if (rc < 0)
         return rc;
-    s->want_on_write = true;
-    schedule_flush(s);
+    queued(s);
     return 0;
 }
 
@@ -970,6 +1060,8 @@ int pants__stream_write_shared(pants_stream_t *s, const void *data, size_t len,
 {
     int rc = write_state_error(s);
 
+    if (rc == 0 && over_limit(s, len))
+        rc = -ENOBUFS;
     if (rc < 0 || len == 0) {
         release(data, len, arg);
         return rc;
@@ -977,8 +1069,7 @@ int pants__stream_write_shared(pants_stream_t *s, const void *data, size_t len,
     rc = pants__wq_write_ref(&s->wq, loop_of(s), data, len, release, arg);
     if (rc < 0)
         return rc;
-    s->want_on_write = true;
-    schedule_flush(s);
+    queued(s);
     return 0;
 }
 
@@ -1025,8 +1116,7 @@ static int stream_write_file(pants_stream_t *s, int fd, off_t offset, size_t nby
     rc = pants__wq_write_file(&s->wq, loop_of(s), fd, offset, span);
     if (rc < 0)
         return rc;
-    s->want_on_write = true;
-    schedule_flush(s);
+    queued(s);
     return 0;
 }
 
@@ -1057,7 +1147,7 @@ static bool drained(pants_stream_t *s)
     }
     if (s->state != S_OPEN)
         return false;
-    if (pants_stream_pending(s) > 0)
+    if (pending_of(s) > 0)
         return true;
     if (s->ending)
         stream_close_now(s);
@@ -1068,7 +1158,10 @@ static bool drained(pants_stream_t *s)
 static void stream_flush(pants_stream_t *s)
 {
     for (int round = 0; round < FLUSH_ROUNDS && s->state == S_OPEN; round++) {
+        size_t before = s->timed ? pending_of(s) : 0;
         int rc = pants__wq_flush(&s->wq, loop_of(s), s->tp, &s->fd);
+        if (s->timed)
+            flushed(s, before, rc);
         if (rc < 0) {
             io_error(s, rc);
             return;
@@ -1100,9 +1193,10 @@ static void stream_io(pants_stream_t *s, unsigned events)
         stream_read(s);
     if (s->state == S_OPEN)
         stream_flush(s);
+    watermarks(s);
 done:
     if (pants__wq_stage_end(&s->wq, l) < 0) /* the stage is the loop's: free it */
-        stream_fail(s, -ENOMEM);
+        pants__stream_fail(s, -ENOMEM);
     s->in_io = false;
 }
 
@@ -1112,6 +1206,292 @@ static void stream_on_io(pants__io_t *w, unsigned events)
 
     if (s->fd >= 0) /* closed earlier in this round: nothing more */
         stream_io(s, events);
+}
+
+/* ---- Flow control -------------------------------------------------------- */
+
+/* pending() moved: past high, on_write_high (or, without one, reading
+ * pauses); back to low after a high, on_write_low (and the pause ends). */
+static void watermarks_moved(pants_stream_t *s)
+{
+    const pants_stream_options_t *o = s->opt;
+    size_t pending;
+
+    if (s->state != S_OPEN)
+        return;
+    pending = pending_of(s);
+    if (!s->above_high && pending > o->write_high) {
+        s->above_high = true;
+        if (s->cb->on_write_high)
+            pants__handle_defer(&s->handle, P_HIGH);
+        else
+            s->auto_paused = true;
+    } else if (s->above_high && (pending <= o->write_low || o->write_high == SIZE_MAX)) {
+        s->above_high = false;
+        if (s->auto_paused) {
+            s->auto_paused = false;
+            if (!s->paused)
+                reading_resumed(s);
+        }
+        if (s->cb->on_write_low)
+            pants__handle_defer(&s->handle, P_LOW);
+    }
+}
+
+/* Reading runs again: the edge that announced the waiting bytes may be
+ * gone, so look again; READ and FRAME count from now. */
+static void reading_resumed(pants_stream_t *s)
+{
+    if (s->state != S_OPEN)
+        return;
+    pants__handle_defer(&s->handle, P_READ);
+    if (s->timed) {
+        uint64_t now = pants__loop_now_ms(loop_of(s));
+        s->since[PANTS_TIMEOUT_READ - 1] = s->since[PANTS_TIMEOUT_FRAME - 1] = now;
+        schedule_timeouts(s);
+    }
+}
+
+int pants__stream_options_resolve(const pants_stream_options_t *in, pants_stream_options_t *out)
+{
+    static const pants_stream_options_t none;
+
+    *out = in ? *in : none;
+    if (out->read_limit == 0)
+        out->read_limit = DEFAULT_READ_LIMIT;
+    if (out->write_high == 0)
+        out->write_high = DEFAULT_WRITE_HIGH;
+    if (out->write_low == 0) /* the default, or a quarter of a smaller high */
+        out->write_low = out->write_high > DEFAULT_WRITE_LOW ? DEFAULT_WRITE_LOW : out->write_high / 4;
+    if (out->write_high != SIZE_MAX && out->write_low >= out->write_high)
+        return -EINVAL;
+    if (out->idle_timeout_ms > MAX_TIMEOUT_MS || out->read_timeout_ms > MAX_TIMEOUT_MS ||
+        out->write_timeout_ms > MAX_TIMEOUT_MS || out->frame_timeout_ms > MAX_TIMEOUT_MS)
+        return -EINVAL;
+    return 0;
+}
+
+/* Our own copy of the limits, to change (a connection shares its server's
+ * until then).  NULL if out of memory. */
+static pants_stream_options_t *own_options(pants_stream_t *s)
+{
+    pants_stream_options_t *o;
+
+    if (s->owns_opt)
+        return (pants_stream_options_t *)(uintptr_t)s->opt;
+    o = malloc(sizeof(*o));
+    if (o == NULL)
+        return NULL;
+    *o = *s->opt;
+    s->opt = o;
+    s->owns_opt = true;
+    return o;
+}
+
+static int set_watermarks(pants_stream_t *s, size_t low, size_t high)
+{
+    pants_stream_options_t *o;
+
+    if (high > 0 && low >= high)
+        return -EINVAL;
+    if ((o = own_options(s)) == NULL)
+        return -ENOMEM;
+    o->write_low = high > 0 ? low : 0;
+    o->write_high = high > 0 ? high : SIZE_MAX;
+    watermarks(s);
+    return 0;
+}
+
+static int set_write_limit(pants_stream_t *s, size_t max_bytes)
+{
+    pants_stream_options_t *o = own_options(s);
+
+    if (o == NULL)
+        return -ENOMEM;
+    o->write_limit = max_bytes;
+    return 0;
+}
+
+#define WITH_OPEN_STREAM(s, what, expr)                                                                      \
+    do {                                                                                                     \
+        int entered_, rc_;                                                                                   \
+        if ((s) == NULL)                                                                                     \
+            return -EINVAL;                                                                                  \
+        entered_ = pants__loop_enter(loop_of(s), what);                                                      \
+        if (entered_ < 0)                                                                                    \
+            return entered_;                                                                                 \
+        rc_ = (s)->state == S_CLOSED ? -EPIPE : (expr);                                                      \
+        pants__loop_leave(loop_of(s), entered_);                                                             \
+        return rc_;                                                                                          \
+    } while (0)
+
+int pants_stream_set_write_watermarks(pants_stream_t *s, size_t low, size_t high)
+{
+    WITH_OPEN_STREAM(s, "pants_stream_set_write_watermarks", set_watermarks(s, low, high));
+}
+
+int pants_stream_set_write_limit(pants_stream_t *s, size_t max_bytes)
+{
+    WITH_OPEN_STREAM(s, "pants_stream_set_write_limit", set_write_limit(s, max_bytes));
+}
+
+bool pants_stream_is_writable(const pants_stream_t *s)
+{
+    return s != NULL && (s->opt->write_high == SIZE_MAX || pending_of(s) <= s->opt->write_high);
+}
+
+/* ---- Time limits -------------------------------------------------------- */
+
+static uint64_t timeout_of(const pants_stream_options_t *o, int kind)
+{
+    switch (kind) {
+    case PANTS_TIMEOUT_IDLE:
+        return o->idle_timeout_ms;
+    case PANTS_TIMEOUT_READ:
+        return o->read_timeout_ms;
+    case PANTS_TIMEOUT_WRITE:
+        return o->write_timeout_ms;
+    default:
+        return o->frame_timeout_ms;
+    }
+}
+
+static bool any_timeout(const pants_stream_options_t *o)
+{
+    return o->idle_timeout_ms || o->read_timeout_ms || o->write_timeout_ms || o->frame_timeout_ms;
+}
+
+/* Does kind count now?  READ while reading; WRITE while bytes wait; FRAME
+ * while an unfinished frame waits and reading runs. */
+static bool timeout_counts(const pants_stream_t *s, int kind)
+{
+    switch (kind) {
+    case PANTS_TIMEOUT_READ:
+        return !held(s) && !s->ending;
+    case PANTS_TIMEOUT_WRITE:
+        return pending_of(s) > 0;
+    case PANTS_TIMEOUT_FRAME:
+        return s->in.len > 0 && !held(s) && !s->ending;
+    default:
+        return true;
+    }
+}
+
+/* Activity of kind (READ: bytes arrived; WRITE: bytes went out). */
+static void touch(pants_stream_t *s, int kind)
+{
+    uint64_t now = pants__loop_now_ms(loop_of(s));
+
+    s->since[PANTS_TIMEOUT_IDLE - 1] = now;
+    s->since[kind - 1] = now;
+}
+
+/* A flush ran: bytes went out (activity), or bytes are left waiting
+ * where none waited before (WRITE counts from now). */
+static void flushed(pants_stream_t *s, size_t before, int rc)
+{
+    size_t after = pending_of(s);
+
+    if (rc < 0)
+        return;
+    if (after < before)
+        touch(s, PANTS_TIMEOUT_WRITE);
+    else if (after > 0 && !s->write_waiting)
+        s->since[PANTS_TIMEOUT_WRITE - 1] = pants__loop_now_ms(loop_of(s));
+    s->write_waiting = after > 0;
+}
+
+/* When to look next: the earliest deadline of the kinds that count, and
+ * no later than the shortest timeout set from now, so a kind that starts
+ * counting later is never looked at late. */
+static void schedule_timeouts(pants_stream_t *s)
+{
+    pants_loop_t *l = loop_of(s);
+    uint64_t now, next = UINT64_MAX, shortest = UINT64_MAX;
+    int rc;
+
+    if (!s->timed || s->state != S_OPEN) {
+        pants__deadline_clear(l, &s->dl);
+        return;
+    }
+    now = pants__loop_now_ms(l);
+    for (int kind = PANTS_TIMEOUT_IDLE; kind <= PANTS_TIMEOUT_FRAME; kind++) {
+        uint64_t ms = timeout_of(s->opt, kind);
+        if (ms == 0)
+            continue;
+        shortest = ms < shortest ? ms : shortest;
+        if (timeout_counts(s, kind) && s->since[kind - 1] + ms < next)
+            next = s->since[kind - 1] + ms;
+    }
+    if (now + shortest < next)
+        next = now + shortest;
+    rc = pants__deadline_set(l, &s->dl, next);
+    if (rc < 0)
+        pants__stream_fail(s, rc); /* a time limit that cannot be kept: not silently */
+}
+
+/* Every timeout counts from now (a connection came up, or they changed). */
+static void start_timing(pants_stream_t *s)
+{
+    s->timed = any_timeout(s->opt);
+    if (s->timed) {
+        uint64_t now = pants__loop_now_ms(loop_of(s));
+        for (int i = 0; i < TIMEOUT_KINDS; i++)
+            s->since[i] = now;
+        s->write_waiting = pending_of(s) > 0;
+    }
+    schedule_timeouts(s);
+}
+
+/* kind ran out: on_timeout, or close; still open, it starts over. */
+static void timed_out(pants_stream_t *s, int kind)
+{
+    if (s->cb->on_timeout)
+        s->cb->on_timeout(s, kind);
+    else
+        stream_close_now(s);
+    if (s->state == S_OPEN)
+        s->since[kind - 1] = pants__loop_now_ms(loop_of(s));
+}
+
+static void stream_due(pants__deadline_t *d)
+{
+    pants_stream_t *s = (pants_stream_t *)((char *)d - offsetof(pants_stream_t, dl));
+    uint64_t now = pants__loop_now_ms(loop_of(s));
+
+    for (int kind = PANTS_TIMEOUT_IDLE; kind <= PANTS_TIMEOUT_FRAME && s->state == S_OPEN; kind++) {
+        uint64_t ms = timeout_of(s->opt, kind);
+        if (ms != 0 && timeout_counts(s, kind) && now - s->since[kind - 1] >= ms)
+            timed_out(s, kind);
+    }
+    schedule_timeouts(s);
+}
+
+static int set_timeout(pants_stream_t *s, int kind, uint64_t ms)
+{
+    pants_stream_options_t *o;
+
+    if (kind < PANTS_TIMEOUT_IDLE || kind > PANTS_TIMEOUT_FRAME || ms > MAX_TIMEOUT_MS)
+        return -EINVAL;
+    if ((o = own_options(s)) == NULL)
+        return -ENOMEM;
+    if (kind == PANTS_TIMEOUT_IDLE)
+        o->idle_timeout_ms = ms;
+    else if (kind == PANTS_TIMEOUT_READ)
+        o->read_timeout_ms = ms;
+    else if (kind == PANTS_TIMEOUT_WRITE)
+        o->write_timeout_ms = ms;
+    else
+        o->frame_timeout_ms = ms;
+    s->timed = any_timeout(o);
+    s->since[kind - 1] = pants__loop_now_ms(loop_of(s));
+    schedule_timeouts(s);
+    return 0;
+}
+
+int pants_stream_set_timeout(pants_stream_t *s, int kind, uint64_t ms)
+{
+    WITH_OPEN_STREAM(s, "pants_stream_set_timeout", set_timeout(s, kind, ms));
 }
 
 /* ---- Ending ------------------------------------------------------------- */
@@ -1124,7 +1504,7 @@ static int stream_end(pants_stream_t *s)
     if (s->state == S_NEW) {
         stream_close_now(s);
     } else if (s->state == S_OPEN && !s->in_io) {
-        if (pants_stream_pending(s) == 0)
+        if (pending_of(s) == 0)
             stream_close_now(s);
         else
             pants__handle_defer(&s->handle, P_WRITE);
@@ -1218,9 +1598,10 @@ static int set_paused(pants_stream_t *s, bool paused)
     if (s->paused == paused)
         return 0;
     s->paused = paused;
-    /* The edge that announced the waiting bytes may be gone: look again. */
-    if (!paused && s->state == S_OPEN)
-        pants__handle_defer(&s->handle, P_READ);
+    if (!held(s))
+        reading_resumed(s);
+    else if (s->timed)
+        schedule_timeouts(s); /* READ and FRAME stop counting */
     return 0;
 }
 
@@ -1250,7 +1631,7 @@ int pants_stream_resume_reading(pants_stream_t *s)
 
 bool pants_stream_is_reading_paused(const pants_stream_t *s)
 {
-    return s != NULL && s->paused;
+    return s != NULL && held(s);
 }
 
 /* ---- Posting to a stream ------------------------------------------------ */

@@ -96,6 +96,12 @@ int pants__wq_stage_spill(pants__wq_t *q, pants__wstage_t *st);
 /* Record len bytes of a write in the stage, or queue them.  0 or -ENOMEM. */
 int pants__wq_write_slow(pants__wq_t *q, pants_loop_t *l, const void *data, size_t len);
 
+/* Bytes waiting in memory (the write limit counts these, not files). */
+static inline size_t pants__wq_memory(const pants__wq_t *q, const pants_loop_t *l)
+{
+    return pants__wq_pending(q, l) - (q->bytes - q->mem);
+}
+
 /* The stream of q begins its I/O callback: its writes are staged until
  * pants__wq_stage_end.  0 or -ENOMEM (then they just queue). */
 static inline int pants__wq_stage_begin(pants__wq_t *q, pants_loop_t *l)
@@ -160,7 +166,28 @@ int pants__wq_write_file(pants__wq_t *q, pants_loop_t *l, int fd, off_t offset, 
  * streams run first); or a negative errno from the transport.  A file that
  * became shorter than its queued range is sent up to its end and the rest
  * of the range skipped. */
-int pants__wq_flush(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io);
+int pants__wq_flush_slow(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io);
+
+/* The stage sent `sent` bytes (or -errno) of its st->len: keep the rest in
+ * q.  What pants__wq_flush returns. */
+int pants__wq_stage_sent(pants__wq_t *q, pants__wstage_t *st, ssize_t sent);
+
+static inline int pants__wq_flush(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io)
+{
+    pants__wstage_t *st = l->wstage;
+
+    if (q->tail == NULL && st != NULL && st->owner == q && st->n > 0) { /* the writes of one callback */
+        ssize_t sent = t->send(io, st->iov, st->n);
+        if (sent >= 0 && (size_t)sent == st->len) {
+            st->n = 0;
+            st->len = 0;
+            st->copied = 0;
+            return PANTS__WQ_EMPTY;
+        }
+        return pants__wq_stage_sent(q, st, sent);
+    }
+    return pants__wq_flush_slow(q, l, t, io);
+}
 
 /* Drop everything queued and staged (shares released, files closed). */
 void pants__wq_clear(pants__wq_t *q, pants_loop_t *l);

@@ -465,8 +465,11 @@ static ssize_t send_file(pants__wq_t *q, pants_loop_t *l, const pants__transport
 /* Send the stage; what the transport does not take moves into the queue. */
 static int flush_stage(pants__wq_t *q, pants__wstage_t *st, const pants__transport_t *t, void *io)
 {
-    ssize_t sent = t->send(io, st->iov, st->n);
+    return pants__wq_stage_sent(q, st, t->send(io, st->iov, st->n));
+}
 
+int pants__wq_stage_sent(pants__wq_t *q, pants__wstage_t *st, ssize_t sent)
+{
     if (sent < 0 && sent != -EAGAIN)
         return (int)sent;
     if (sent > 0 && (size_t)sent == st->len) {
@@ -484,7 +487,7 @@ static int flush_stage(pants__wq_t *q, pants__wstage_t *st, const pants__transpo
     return pants__wq_stage_spill(q, st) < 0 ? -ENOMEM : PANTS__WQ_BLOCKED;
 }
 
-int pants__wq_flush(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io)
+int pants__wq_flush_slow(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io)
 {
     pants__wstage_t *st = stage_of(q, l);
     size_t budget = FLUSH_BUDGET;

@@ -203,6 +203,9 @@ typedef struct pants_stream_callbacks_s {
     void (*on_close)(pants_stream_t *s);          /* exactly once, always last; s is freed after it returns */
     void (*on_overflow)(pants_stream_t *s);       /* read buffer passed its limit; NULL = close */
     void (*on_error)(pants_stream_t *s, int err); /* I/O error other than EOF or reset; NULL = close */
+    void (*on_write_high)(pants_stream_t *s);     /* pending() rose past the high watermark; NULL = pause reading s */
+    void (*on_write_low)(pants_stream_t *s);      /* pending() fell to the low watermark after a high */
+    void (*on_timeout)(pants_stream_t *s, int kind); /* a PANTS_TIMEOUT_* ran out; NULL = close */
 } pants_stream_callbacks_t;
 
 /* A new, unconnected stream pinned to loop l; cb is copied (NULL = no
@@ -249,7 +252,71 @@ PANTS_EXTERN int pants_stream_set_connect_timeout(pants_stream_t *s, uint64_t ms
 PANTS_EXTERN int pants_stream_pause_reading(pants_stream_t *s);
 /* Read again: what waited is cut and delivered from the loop. */
 PANTS_EXTERN int pants_stream_resume_reading(pants_stream_t *s);
+/* Is reading held, by pause_reading or by the high watermark?  s's loop
+ * thread. */
 PANTS_EXTERN bool pants_stream_is_reading_paused(const pants_stream_t *s);
+
+/* ---- Flow control and time limits ------------------------------------- */
+
+/* No peer may make a server hold memory or a connection without bound.
+ *
+ * Watermarks: when pending() rises past high, on_write_high runs (from the
+ * loop); when that callback is NULL the stream's own reading pauses (no
+ * on_read, the socket is not read, TCP slows the peer down) until pending()
+ * falls to low.  When pending() falls to low after a high, on_write_low
+ * runs (and an automatic pause ends).  An automatic pause and
+ * pants_stream_pause_reading are independent: reading runs only when
+ * neither holds it.  Defaults: low 256 KiB, high 1 MiB; file ranges queued
+ * with write_file count.  So a request/response server is bounded out of
+ * the box: a peer that sends without reading costs at most about the high
+ * watermark (plus what its callbacks write in one go).
+ *
+ * high 0 = no watermarks.  Returns 0, -EINVAL (low >= high with high > 0),
+ * -EPIPE once closed, -ENOMEM.  s's loop thread (or before run). */
+PANTS_EXTERN int pants_stream_set_write_watermarks(pants_stream_t *s, size_t low, size_t high);
+
+/* The most bytes the queue may hold in memory: a write that would take it
+ * past max_bytes returns -ENOBUFS and queues nothing (file ranges take no
+ * memory and do not count).  0 (the default) = no limit.
+ * pants_server_broadcast closes a connection it cannot queue to with
+ * on_error(-ENOBUFS).  Returns 0, -EPIPE once closed, -ENOMEM.  s's loop
+ * thread (or before run). */
+PANTS_EXTERN int pants_stream_set_write_limit(pants_stream_t *s, size_t max_bytes);
+
+/* pending() is not above the high watermark.  s's loop thread. */
+PANTS_EXTERN bool pants_stream_is_writable(const pants_stream_t *s);
+
+/* Time limits of an open stream (0 = off, the default):
+ *   PANTS_TIMEOUT_IDLE   no byte was read and none was sent for ms;
+ *   PANTS_TIMEOUT_READ   reading is on (not paused) and no byte arrived for ms;
+ *   PANTS_TIMEOUT_WRITE  bytes are queued and none of them was sent for ms;
+ *   PANTS_TIMEOUT_FRAME  the bytes of an unfinished frame have waited ms
+ *                        since the first of them arrived (a trickling sender
+ *                        cannot hold a frame open).
+ * A timeout never runs early (it may run late by up to a few ms, more on a
+ * busy loop), and runs on the stream's loop: on_timeout(s, kind), or when
+ * that is NULL the stream is closed (queued data dropped).  If the stream
+ * is still open after on_timeout returns, that timeout starts over; setting
+ * a timeout again restarts it.  They count while the stream is connected
+ * (a connect is bounded by pants_stream_set_connect_timeout).  Timeouts
+ * cost no system call, allocation or timer change per message.
+ * Returns 0, -EINVAL (unknown kind, or ms beyond 2^31 s), -EPIPE once
+ * closed, -ENOMEM.  s's loop thread (or before run). */
+enum { PANTS_TIMEOUT_IDLE = 1, PANTS_TIMEOUT_READ, PANTS_TIMEOUT_WRITE, PANTS_TIMEOUT_FRAME };
+PANTS_EXTERN int pants_stream_set_timeout(pants_stream_t *s, int kind, uint64_t ms);
+
+/* The starting settings of every connection a server accepts (see
+ * pants_server_set_stream_options).  Zero = the default, field by field. */
+typedef struct pants_stream_options_s {
+    size_t read_limit;         /* 64 KiB */
+    size_t write_low;          /* 256 KiB */
+    size_t write_high;         /* 1 MiB; SIZE_MAX = no watermarks */
+    size_t write_limit;        /* none */
+    uint64_t idle_timeout_ms;  /* none, and so on for the others */
+    uint64_t read_timeout_ms;
+    uint64_t write_timeout_ms;
+    uint64_t frame_timeout_ms;
+} pants_stream_options_t;
 
 /* Send what is queued, then close (on_close follows).  Reading stops.
  * Returns 0 (also when already ending), -EPIPE once closed. */
@@ -370,6 +437,20 @@ PANTS_EXTERN pants_engine_t *pants_server_engine(const pants_server_t *srv);
 
 /* The bound address (useful after listening on port 0).  0 or -ENOTCONN. */
 PANTS_EXTERN int pants_server_local_address(pants_server_t *srv, pants_addr_t *a);
+
+/* Give the connections accepted from now on these starting settings
+ * (copied), before on_accept runs (which may change them per stream).
+ * NULL = the defaults.  Returns 0, -EINVAL (NULL srv, write_low >=
+ * write_high, a timeout beyond 2^31 s), -ENOMEM.  Any thread, before or
+ * after listen. */
+PANTS_EXTERN int pants_server_set_stream_options(pants_server_t *srv, const pants_stream_options_t *o);
+
+/* Hold at most max connections open (0, the default = no cap): with max
+ * open the server stops accepting -- new clients wait in the listen
+ * backlog, nothing is accepted and closed -- and accepts again once one
+ * has closed.  Returns 0, -EINVAL for NULL.  Any thread, before or after
+ * listen; applies from the next accepted connection. */
+PANTS_EXTERN int pants_server_set_max_connections(pants_server_t *srv, size_t max);
 
 /* ---- Datagrams -------------------------------------------------------- */
 
