@@ -10,8 +10,10 @@
  * after the call; one that fell a whole interval behind (a busy loop) goes
  * on an interval from its late run instead of running in a burst.  A timer may cancel
  * itself from inside its function; it is then freed once that returns.
- * Timers are inactive handles: they keep firing while a stopping loop
- * flushes its streams and are freed, without a call, when the loop ends.
+ * Timers are inactive handles of the loop (engine/'s one life cycle): they
+ * keep firing while a stopping loop flushes its streams and are freed,
+ * without a call, when the loop ends.  A timer libevent cannot arm (out of
+ * memory) is not called; cancelling it still frees it.
  *
  * Another thread may cancel a timer while its loop runs, so each timer has
  * an atomic state: the loop claims it (idle -> running) before calling fn
@@ -41,7 +43,7 @@ enum timer_state_bits {
 };
 
 struct pants_timer_s {
-    pants__handle_t handle; /* on the loop's list */
+    pants__handle_t handle; /* on the loop's list (inactive); refs */
     struct event ev;        /* the libevent timer */
     pants_fn_t fn;          /* what to call */
     void *arg;              /* its argument */
@@ -52,12 +54,12 @@ struct pants_timer_s {
     bool cancelled;         /* cancelled on the loop from inside fn: free after it */
 };
 
+/* Off the loop: the creation reference goes (a post to free t holds one). */
 static void timer_free(pants_timer_t *t)
 {
     event_del(&t->ev);
     pants__handle_finish(&t->handle);
-    free(t);
-    pants__live_add(-1);
+    pants__handle_unref(&t->handle);
 }
 
 static void timer_release(pants__handle_t *h)
@@ -65,7 +67,13 @@ static void timer_release(pants__handle_t *h)
     timer_free((pants_timer_t *)h);
 }
 
-static const pants__handle_ops_t timer_ops = {"timer", NULL, NULL, timer_release};
+static void timer_memory_free(pants__handle_t *h)
+{
+    free(h);
+}
+
+static const pants__handle_ops_t timer_ops = {
+    .name = "timer", .release = timer_release, .free = timer_memory_free};
 
 static uint64_t monotonic_ns(void)
 {
@@ -89,7 +97,7 @@ static void arm_until_due(pants_timer_t *t, uint64_t now)
     struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
 
     event_base_update_cache_time(t->handle.loop->base);
-    event_add(&t->ev, &tv);
+    pants__event_add(&t->ev, &tv); /* a failure: not called (see the top) */
 }
 
 /* A defer or cycle fired before it was due: arm it again for the rest. */
@@ -153,7 +161,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     if (t->cancelled || t->kind == TIMER_ONCE)
         timer_free(t);
     else if (t->kind == TIMER_EVERY)
-        event_add(&t->ev, &zero);
+        pants__event_add(&t->ev, &zero);
     else
         next_cycle(t);
 }
@@ -162,7 +170,7 @@ static pants_timer_t *timer_new(pants_loop_t *l, enum timer_kind kind, uint64_t 
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     pants_timer_t *t;
-    int entered;
+    int entered, rc;
 
     if (l == NULL || fn == NULL) {
         errno = EINVAL;
@@ -191,10 +199,16 @@ static pants_timer_t *timer_new(pants_loop_t *l, enum timer_kind kind, uint64_t 
     if (kind == TIMER_CYCLE)
         t->interval_ns = ms_to_ns(ms);
     event_assign(&t->ev, l->base, -1, 0, on_timer, t);
-    pants__handle_start(&t->handle, l, &timer_ops, false);
     event_base_update_cache_time(l->base);
-    event_add(&t->ev, &tv);
-    pants__live_add(1);
+    rc = pants__event_add(&t->ev, &tv);
+    if (rc < 0) {
+        pants__loop_leave(l, entered);
+        free(t);
+        errno = -rc;
+        return NULL;
+    }
+    pants__handle_init(&t->handle, l, &timer_ops);
+    pants__handle_start(&t->handle, l, &timer_ops, false);
     pants__loop_leave(l, entered);
     return t;
 }
@@ -226,6 +240,7 @@ static void free_task(void *a, void *b, uintptr_t c)
     (void)b;
     (void)c;
     timer_free(a);
+    pants__handle_unref(a); /* the post's */
 }
 
 /* Cancel t from a thread other than its running loop's: no fn starts from
@@ -242,7 +257,7 @@ static void cancel_elsewhere(pants_timer_t *t, pants_loop_t *l)
         sched_yield();
         old = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
     }
-    (void)pants__loop_post(l, free_task, t, NULL, 0); /* t is not touched after */
+    (void)pants__handle_post(&t->handle, l, free_task, NULL, 0); /* t is not touched after */
 }
 
 void pants_timer_cancel(pants_timer_t *t)
