@@ -427,8 +427,10 @@ void pants__handle_unref(pants__handle_t *h)
 {
     if (__atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    /* Free on the owning loop; if it is gone, nobody else can race us. */
-    if (pants__loop_is_current(h->loop) || pants__loop_post(h->loop, free_task, h, NULL, 0) < 0)
+    /* Free on the owning loop; before it runs or once it is gone, nobody
+     * else can race us. */
+    if (pants__loop_is_current(h->loop) || !__atomic_load_n(&h->loop->running, __ATOMIC_ACQUIRE) ||
+        pants__loop_post(h->loop, free_task, h, NULL, 0) < 0)
         handle_free(h);
 }
 
@@ -708,7 +710,7 @@ void pants__loop_run(pants_loop_t *l)
 {
     pants__current_loop = l;
     pthread_mutex_lock(&l->setup_mu);
-    l->running = true;
+    __atomic_store_n(&l->running, true, __ATOMIC_RELEASE); /* pants__handle_unref reads it unlocked */
     l->thread = pthread_self();
     pthread_cond_broadcast(&l->running_cv);
     pthread_mutex_unlock(&l->setup_mu);
