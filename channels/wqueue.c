@@ -164,9 +164,11 @@ static void unlink_head(pants__wq_t *q)
         q->tail->next = head->next;
 }
 
-static void chunk_free(pants__wchunk_t *c)
+static void chunk_free(pants__wchunk_t *c, pants_loop_t *l)
 {
-    if (c->kind == CHUNK_REF) {
+    if (c->kind == CHUNK_MEM) {
+        pants__loop_freed(l, ((mem_chunk_t *)c)->cap);
+    } else if (c->kind == CHUNK_REF) {
         ref_chunk_t *r = (ref_chunk_t *)c;
         r->release(r->data, c->len, r->arg);
     } else if (c->kind == CHUNK_FILE) {
@@ -373,7 +375,7 @@ int pants__wq_write_file(pants__wq_t *q, pants_loop_t *l, int fd, off_t offset, 
 /* ---- Sending ------------------------------------------------------------ */
 
 /* n bytes of the memory chunks at the head went out. */
-static void consume(pants__wq_t *q, size_t n)
+static void consume(pants__wq_t *q, pants_loop_t *l, size_t n)
 {
     while (n > 0) {
         pants__wchunk_t *head = q->tail->next;
@@ -385,23 +387,24 @@ static void consume(pants__wq_t *q, size_t n)
         if (head->off < head->len)
             return;
         unlink_head(q);
-        chunk_free(head);
+        chunk_free(head, l);
     }
 }
 
 /* Drop the head chunk with what is left of it (a file that ended early). */
-static void skip_head(pants__wq_t *q)
+static void skip_head(pants__wq_t *q, pants_loop_t *l)
 {
     pants__wchunk_t *head = q->tail->next;
 
     q->bytes -= head->len - head->off;
     unlink_head(q);
-    chunk_free(head);
+    chunk_free(head, l);
 }
 
 /* The memory chunks from the head, up to the first file range, as one
  * vectored send.  Bytes sent or -errno; *offered what was asked. */
-static ssize_t send_memory(pants__wq_t *q, const pants__transport_t *t, void *io, size_t *offered)
+static ssize_t send_memory(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io,
+                           size_t *offered)
 {
     struct iovec iov[SEND_IOV];
     pants__wchunk_t *c = q->tail->next;
@@ -419,7 +422,7 @@ static ssize_t send_memory(pants__wq_t *q, const pants__transport_t *t, void *io
     } while (n < SEND_IOV && c != q->tail->next && c->kind != CHUNK_FILE);
     ssize_t sent = t->send(io, iov, n);
     if (sent > 0)
-        consume(q, (size_t)sent);
+        consume(q, l, (size_t)sent);
     return sent;
 }
 
@@ -456,7 +459,7 @@ static ssize_t send_file(pants__wq_t *q, pants_loop_t *l, const pants__transport
         q->bytes -= (size_t)n;
         if (c->h.off == c->h.len) {
             unlink_head(q);
-            chunk_free(&c->h);
+            chunk_free(&c->h, l);
         }
     }
     return n;
@@ -500,13 +503,13 @@ int pants__wq_flush_slow(pants__wq_t *q, pants_loop_t *l, const pants__transport
     while (q->tail != NULL) {
         size_t offered;
         bool file = head_of(q)->kind == CHUNK_FILE;
-        ssize_t n = file ? send_file(q, l, t, io, &offered) : send_memory(q, t, io, &offered);
+        ssize_t n = file ? send_file(q, l, t, io, &offered) : send_memory(q, l, t, io, &offered);
         if (n == -EAGAIN || n == -EINTR)
             return n == -EAGAIN ? PANTS__WQ_BLOCKED : PANTS__WQ_MORE;
         if (n < 0)
             return (int)n;
         if (n == 0 && file) { /* the file is shorter than its range now */
-            skip_head(q);
+            skip_head(q, l);
             continue;
         }
         if ((size_t)n < offered && !file)
@@ -527,7 +530,7 @@ void pants__wq_clear(pants__wq_t *q, pants_loop_t *l)
     while (q->tail != NULL) {
         pants__wchunk_t *head = q->tail->next;
         unlink_head(q);
-        chunk_free(head);
+        chunk_free(head, l);
     }
     q->bytes = q->mem = 0;
 }

@@ -120,6 +120,15 @@ int pants__io_start(pants_loop_t *l, pants__io_t *w, int fd, unsigned events);
  * events once it has stopped. */
 void pants__io_stop(pants_loop_t *l, int fd);
 
+/* ---- Memory ------------------------------------------------------------- */
+
+/* bytes of buffer memory were freed on l.  Once a few MiB add up, the
+ * allocator is asked (at most once a second per loop) to give free pages
+ * back to the system: glibc keeps them in each thread's arena otherwise,
+ * and a server would stay at the peak its slowest peers made it reach.
+ * Loop thread. */
+void pants__loop_freed(pants_loop_t *l, size_t bytes);
+
 /* ---- Loops and the engine ---------------------------------------------- */
 
 struct pants_loop_s {
@@ -156,6 +165,8 @@ struct pants_loop_s {
     pants__dheap_t deadlines;     /* lazy deadlines of this loop's objects */
     struct event deadline_ev;     /* fires for the earliest of them */
     uint64_t deadline_armed;      /* when deadline_ev fires; 0 = not armed */
+    size_t freed;                 /* bytes of buffers freed since the last trim */
+    struct event trim_ev;         /* gives freed memory back to the system, later */
     void *wstage;                 /* channels' write stage (plain memory, freed with the loop) */
 };
 

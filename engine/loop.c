@@ -15,6 +15,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +325,34 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         min->due(min);
     }
     arm_deadlines(l); /* a failure: the next deadline_set tries again */
+}
+
+/* ---- Memory ------------------------------------------------------------- */
+
+#define TRIM_AFTER (4u << 20) /* bytes freed before the allocator is asked to trim */
+#define TRIM_DELAY_MS 1000    /* and how long after the first of them */
+
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    pants_loop_t *l = arg;
+
+    (void)fd;
+    (void)what;
+    l->freed = 0;
+#ifdef HAVE_MALLOC_TRIM
+    malloc_trim(0);
+#endif
+}
+
+void pants__loop_freed(pants_loop_t *l, size_t bytes)
+{
+    static const struct timeval delay = {TRIM_DELAY_MS / 1000, (TRIM_DELAY_MS % 1000) * 1000};
+
+    if (l->freed >= TRIM_AFTER)
+        return; /* a trim is on its way */
+    l->freed += bytes;
+    if (l->freed >= TRIM_AFTER && pants__event_add(&l->trim_ev, &delay) < 0)
+        l->freed = 0; /* no timer: try again with the next frees */
 }
 
 /* ---- Handles ------------------------------------------------------------ */
@@ -640,6 +671,7 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
     evtimer_assign(&l->shutdown_ev, l->base, on_shutdown_timeout, l);
     event_assign(&l->pending_ev, l->base, -1, 0, on_pending, l);
     evtimer_assign(&l->deadline_ev, l->base, on_deadline, l);
+    evtimer_assign(&l->trim_ev, l->base, on_trim, l);
     l->now_stale = true;
     l->pending_tail = &l->pending_head;
     pthread_mutex_init(&l->queue_mu, NULL);
@@ -690,6 +722,7 @@ void pants__loop_free(pants_loop_t *l)
     event_del(&l->shutdown_ev);
     event_del(&l->pending_ev);
     event_del(&l->deadline_ev);
+    event_del(&l->trim_ev);
     pants__dheap_deinit(&l->deadlines);
     event_del(&l->io_ev);
     close(l->io_fd);
