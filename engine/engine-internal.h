@@ -162,6 +162,7 @@ struct pants_loop_s {
     struct event io_ev;           /* io_fd is ready: dispatch its sockets */
     uint64_t now_ms;              /* the loop's clock (CLOCK_MONOTONIC ms), cached */
     bool now_stale;               /* now_ms must be read again before use */
+    bool in_round;                /* a round of ready sockets is being run */
     pants__dheap_t deadlines;     /* lazy deadlines of this loop's objects */
     struct event deadline_ev;     /* fires for the earliest of them */
     uint64_t deadline_armed;      /* when deadline_ev fires; 0 = not armed */
@@ -193,11 +194,12 @@ enum { PANTS__ENGINE_NEW, PANTS__ENGINE_RUNNING, PANTS__ENGINE_DONE };
 /* Read the clock into l->now_ms.  Loop thread. */
 void pants__loop_update_time(pants_loop_t *l);
 
-/* The loop's clock in milliseconds (CLOCK_MONOTONIC), read at most once
- * per round of ready sockets: activity timestamps cost no system call. */
+/* The loop's clock in milliseconds (CLOCK_MONOTONIC): read at most once
+ * per round of ready sockets (activity timestamps cost no clock read per
+ * message), afresh everywhere else. */
 static inline uint64_t pants__loop_now_ms(pants_loop_t *l)
 {
-    if (l->now_stale)
+    if (l->now_stale || !l->in_round)
         pants__loop_update_time(l);
     return l->now_ms;
 }

@@ -249,13 +249,16 @@ static void on_io_ready(evutil_socket_t fd, short what, void *arg)
 {
     struct epoll_event evs[IO_BATCH];
     long n = syscall(SYS_epoll_wait, fd, evs, IO_BATCH, 0);
+    pants_loop_t *l = arg;
 
     (void)what;
-    ((pants_loop_t *)arg)->now_stale = true;
+    l->now_stale = true; /* read once, if a stream of this round asks */
+    l->in_round = true;
     for (long i = 0; i < n; i++) {
         pants__io_t *w = evs[i].data.ptr;
         w->cb(w, evs[i].events);
     }
+    l->in_round = false;
 }
 
 /* ---- Time and deadlines ------------------------------------------------- */
