@@ -428,32 +428,24 @@ static void arm_task(void *a, void *b, uintptr_t c)
     server_unref(srv);
 }
 
-static int listen_socket(int family, bool any)
+/* A stream socket for a: dual-stack for the IPv6 any address (addr.c). */
+static int listen_socket(pants_addr_t *a)
 {
-    int one = 1, zero = 0;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    int fd = pants__socket_for_bind(a, SOCK_STREAM);
 
-    if (fd < 0)
-        return -errno;
-    if (family != AF_UNIX) {
+    if (fd >= 0 && a->ss.ss_family != AF_UNIX) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* accepted sockets inherit it */
     }
-    if (family == AF_INET6 && any)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     return fd;
 }
 
 /* socket, bind, listen; srv->mu held. */
 static int open_listener(pants_server_t *srv, pants_addr_t *a, int backlog)
 {
-    bool any = pants__addr_is_any6(a);
-    int rc, fd = listen_socket(a->ss.ss_family, any);
+    int rc, fd = listen_socket(a);
 
-    if (fd == -EAFNOSUPPORT && any) {
-        pants__addr_to_inet_any(a);
-        fd = listen_socket(AF_INET, true);
-    }
     if (fd < 0)
         return fd;
     rc = pants__bind(fd, a, SOCK_STREAM);
