@@ -1,12 +1,25 @@
 /* echo.c -- a multi-threaded echo server: the first thing to run.
  *
  *   examples/echo [--threads N] [--listen ADDR] [--line] [--work-us US]
+ *                 [--idle-timeout MS] [--frame-timeout MS] [--max-conns N]
+ *                 [--verbose]
  *
  * Every connection gets back what it sends.  With --line, input is cut at
  * "\n" and each line is echoed by its own on_read and write (the line mode
  * of the benchmark).  --work-us burns that much CPU per message, to show
  * how the worker threads share a CPU-bound load.  Ctrl-C stops the engine:
  * queued replies still go out, then the program exits.
+ *
+ * No peer can make it hold memory or a connection without bound.  A peer
+ * that sends and never reads fills its reply queue up to the library's
+ * default high watermark (1 MiB); then its reading pauses and TCP stops
+ * it, with no code here.  --idle-timeout closes a connection that neither
+ * sent nor received anything for MS, --frame-timeout (with --line) one
+ * whose unfinished line has waited MS since its first byte, however
+ * slowly it trickles; both are the stream options every accepted
+ * connection starts with.  --max-conns caps the open connections: more
+ * clients wait in the listen backlog until one closes.  --verbose says on
+ * stderr which connection timed out.
  */
 #include <errno.h>
 #include <signal.h>
@@ -41,6 +54,20 @@ static void on_read(pants_stream_t *s, const void *data, size_t len)
     pants_stream_write(s, data, len);
     if (line_mode)
         pants_stream_write(s, &nl, 1);
+}
+
+/* --verbose: one line per connection that ran out of time, then close it
+ * (what a NULL on_timeout would have done). */
+static void on_timeout(pants_stream_t *s, int kind)
+{
+    static const char *const kinds[] = {"?", "idle", "read", "write", "frame"};
+    pants_addr_t a;
+    char peer[128] = "?";
+
+    if (pants_stream_remote_address(s, &a) == 0)
+        pants_addr_format(&a, peer, sizeof(peer));
+    fprintf(stderr, "echo: %s: %s timeout, closing\n", peer, kinds[kind >= 1 && kind <= 4 ? kind : 0]);
+    pants_stream_close(s);
 }
 
 static void on_accept(pants_server_t *srv, pants_stream_t *conn)
@@ -82,30 +109,85 @@ static void raise_fd_limit(void)
     }
 }
 
-static int usage(const char *prog)
+static int usage(const char *prog, int status)
 {
-    fprintf(stderr, "usage: %s [--threads N] [--listen ADDR] [--line] [--work-us US]\n", prog);
-    return 2;
+    fprintf(status ? stderr : stdout,
+            "usage: %s [options]\n"
+            "  --threads N          worker threads (default: one per CPU)\n"
+            "  --listen ADDR        address to listen on (default 127.0.0.1:7000)\n"
+            "  --line               echo line by line (cut at \"\\n\")\n"
+            "  --work-us US         burn US microseconds of CPU per message\n"
+            "  --idle-timeout MS    close a connection idle (nothing read or sent) for MS\n"
+            "  --frame-timeout MS   close a connection whose unfinished line waited MS\n"
+            "  --max-conns N        hold at most N connections; more wait to be accepted\n"
+            "  --verbose            say on stderr which connection timed out\n"
+            "  --help               this text\n",
+            prog);
+    return status;
+}
+
+/* A whole decimal number, or false. */
+static bool number(const char *arg, unsigned long long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoull(arg, &end, 10);
+    return errno == 0 && end != arg && *end == '\0' && arg[0] != '-';
+}
+
+/* The limits every connection starts with, then listen.  0 or a negative
+ * errno, said on stderr. */
+static int start_server(pants_server_t *srv, const char *addr, const pants_stream_options_t *o,
+                        size_t max_conns)
+{
+    int rc;
+
+    if ((rc = pants_server_set_stream_options(srv, o)) < 0)
+        fprintf(stderr, "echo: --idle-timeout/--frame-timeout: %s\n", pants_strerror(rc));
+    else if ((rc = pants_server_set_max_connections(srv, max_conns)) < 0)
+        fprintf(stderr, "echo: --max-conns: %s\n", pants_strerror(rc));
+    else if ((rc = pants_server_listen(srv, addr, 0)) < 0)
+        fprintf(stderr, "echo: listen on %s: %s\n", addr, pants_strerror(rc));
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
     pants_engine_options_t opts = {0};
+    pants_stream_options_t conn_opts = {0}; /* zero: the library's defaults */
+    unsigned long long n, max_conns = 0;
     const char *listen_addr = "127.0.0.1:7000";
     pants_server_callbacks_t scb = {.on_listen = on_listen, .on_accept = on_accept, .on_error = on_error};
-    pants_stream_callbacks_t ccb = {.on_read = on_read};
+    pants_stream_callbacks_t ccb = {.on_read = on_read}; /* on_timeout NULL: close */
 
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-            opts.threads = (unsigned)strtoul(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
-            listen_addr = argv[++i];
-        else if (strcmp(argv[i], "--line") == 0)
+        const char *arg = argv[i];
+
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return usage(argv[0], 0);
+        else if (strcmp(arg, "--line") == 0)
             line_mode = true;
-        else if (strcmp(argv[i], "--work-us") == 0 && i + 1 < argc)
-            work_ns = strtol(argv[++i], NULL, 10) * 1000L;
+        else if (strcmp(arg, "--verbose") == 0 || strcmp(arg, "-v") == 0)
+            ccb.on_timeout = on_timeout;
+        else if (i + 1 == argc)
+            return usage(argv[0], 2);
+        else if (strcmp(arg, "--listen") == 0)
+            listen_addr = argv[++i];
+        else if (!number(argv[++i], &n)) /* the rest take a number */
+            return usage(argv[0], 2);
+        else if (strcmp(arg, "--threads") == 0)
+            opts.threads = (unsigned)n;
+        else if (strcmp(arg, "--work-us") == 0)
+            work_ns = (long)n * 1000L;
+        else if (strcmp(arg, "--idle-timeout") == 0)
+            conn_opts.idle_timeout_ms = n;
+        else if (strcmp(arg, "--frame-timeout") == 0)
+            conn_opts.frame_timeout_ms = n;
+        else if (strcmp(arg, "--max-conns") == 0)
+            max_conns = n;
         else
-            return usage(argv[0]);
+            return usage(argv[0], 2);
     }
     raise_fd_limit();
     engine = pants_engine_new(&opts);
@@ -114,15 +196,15 @@ int main(int argc, char **argv)
         return 1;
     }
     pants_server_t *srv = pants_server_new(engine, &scb, &ccb, NULL);
-    int rc = srv ? pants_server_listen(srv, listen_addr, 0) : -errno;
-    if (rc < 0) {
-        fprintf(stderr, "echo: listen on %s: %s\n", listen_addr, pants_strerror(rc));
+    if (srv == NULL)
+        perror("echo: pants_server_new");
+    if (srv == NULL || start_server(srv, listen_addr, &conn_opts, (size_t)max_conns) < 0) {
         pants_engine_free(engine);
         return 1;
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    rc = pants_engine_run(engine);
+    int rc = pants_engine_run(engine);
     pants_engine_free(engine);
     return rc == 0 ? 0 : 1;
 }
