@@ -1,15 +1,18 @@
 /* proxy.c -- a multi-threaded TCP/Unix proxy with back-pressure.
  *
  *   examples/proxy --to ADDR [--listen ADDR] [--threads N]
- *                  [--connect-timeout MS] [--high BYTES]
+ *                  [--connect-timeout MS] [--high BYTES] [--low BYTES]
  *
  * Every accepted connection gets its own connection to --to, made on the
  * same loop, so both ends of a pair run on one thread and call each other
  * directly, without locks or posts.  Bytes read on one side are written to
- * the other.  When the other side has more than --high bytes waiting (its
- * peer reads slowly), this side stops reading (pants_stream_pause_reading);
- * the other side's on_write (its queue drained) resumes it.  So memory stays
- * bounded by --high per direction, and TCP slows the fast peer down.
+ * the other.  Both streams of a pair have write watermarks (--high, and
+ * --low, by default a quarter of --high): when one side's queue rises past
+ * the high one (its peer reads slowly), its on_write_high pauses reading on
+ * the side that feeds it, and its on_write_low resumes that side once the
+ * queue has fallen to the low one.  So memory stays bounded per direction
+ * (by --high, plus what the feeding side reads in the loop iteration before
+ * on_write_high runs), and TCP slows the fast peer down.
  *
  * The client's bytes wait (reading paused) until the upstream connect
  * succeeded; a connect that fails or takes longer than --connect-timeout
@@ -30,10 +33,11 @@ typedef struct pair_s {
     pants_stream_t *up;   /* the connection to --to, or NULL once closed */
 } pair_t;
 
-static pants_engine_t *engine;           /* for the signal handler */
-static const char *upstream;             /* --to */
+static pants_engine_t *engine;             /* for the signal handler */
+static const char *upstream;               /* --to */
 static uint64_t connect_timeout_ms = 5000; /* --connect-timeout */
-static size_t high_water = 256 * 1024;   /* --high */
+static size_t high_water = 256 * 1024;     /* --high */
+static size_t low_water;                   /* --low; 0 = high_water / 4 */
 
 static pants_stream_t *other_side(pants_stream_t *s)
 {
@@ -46,20 +50,25 @@ static void on_read(pants_stream_t *s, const void *data, size_t len)
 {
     pants_stream_t *to = other_side(s);
 
-    if (to == NULL || pants_stream_write(to, data, len) < 0) {
+    if (to == NULL || pants_stream_write(to, data, len) < 0)
         pants_stream_close(s);
-        return;
-    }
-    if (pants_stream_pending(to) > high_water)
-        pants_stream_pause_reading(s); /* until to's on_write */
 }
 
-/* s's queue went out: the side that feeds it may read again. */
-static void on_write(pants_stream_t *s)
+/* s's queue passed --high: stop reading the side that feeds it. */
+static void on_write_high(pants_stream_t *s)
 {
     pants_stream_t *from = other_side(s);
 
-    if (from != NULL && pants_stream_is_reading_paused(from) && pants_stream_is_connected(s))
+    if (from != NULL)
+        pants_stream_pause_reading(from);
+}
+
+/* s's queue fell to --low: the side that feeds it may read again. */
+static void on_write_low(pants_stream_t *s)
+{
+    pants_stream_t *from = other_side(s);
+
+    if (from != NULL)
         pants_stream_resume_reading(from);
 }
 
@@ -96,8 +105,9 @@ static const pants_stream_callbacks_t up_cb = {
     .on_connect = up_on_connect,
     .on_connect_error = up_on_connect_error,
     .on_read = on_read,
-    .on_write = on_write,
     .on_close = on_close,
+    .on_write_high = on_write_high,
+    .on_write_low = on_write_low,
 };
 
 static void on_accept(pants_server_t *srv, pants_stream_t *down)
@@ -113,6 +123,8 @@ static void on_accept(pants_server_t *srv, pants_stream_t *down)
         p->up = pants_stream_new(pants_stream_loop(down), &up_cb, p);
         rc = p->up ? 0 : -errno;
     }
+    if (rc == 0)
+        rc = pants_stream_set_write_watermarks(p->up, low_water, high_water);
     if (rc == 0)
         rc = pants_stream_set_connect_timeout(p->up, connect_timeout_ms);
     if (rc == 0)
@@ -165,37 +177,78 @@ static void raise_fd_limit(void)
     }
 }
 
-static int usage(const char *prog)
+static int usage(const char *prog, int status)
 {
-    fprintf(stderr,
-            "usage: %s --to ADDR [--listen ADDR] [--threads N] [--connect-timeout MS] [--high BYTES]\n",
+    fprintf(status ? stderr : stdout,
+            "usage: %s --to ADDR [options]\n"
+            "  --to ADDR              where to connect each client (required)\n"
+            "  --listen ADDR          address to listen on (default 127.0.0.1:7100)\n"
+            "  --threads N            worker threads (default: one per CPU)\n"
+            "  --connect-timeout MS   give up an upstream connect after MS (default 5000)\n"
+            "  --high BYTES           a side's queue past this pauses the other side (default 262144)\n"
+            "  --low BYTES            ... and at this it resumes it (default: --high / 4)\n"
+            "  --help                 this text\n",
             prog);
-    return 2;
+    return status;
+}
+
+/* A whole decimal number, or false. */
+static bool number(const char *arg, unsigned long long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoull(arg, &end, 10);
+    return errno == 0 && end != arg && *end == '\0' && arg[0] != '-';
 }
 
 int main(int argc, char **argv)
 {
     pants_engine_options_t opts = {0};
+    pants_stream_options_t down_opts = {0}; /* the accepted side's watermarks */
+    unsigned long long n;
     const char *listen_addr = "127.0.0.1:7100";
-    pants_server_callbacks_t scb = {.on_listen = on_listen, .on_accept = on_accept, .on_error = on_server_error};
-    pants_stream_callbacks_t down_cb = {.on_read = on_read, .on_write = on_write, .on_close = down_on_close};
+    pants_server_callbacks_t scb = {
+        .on_listen = on_listen, .on_accept = on_accept, .on_error = on_server_error};
+    pants_stream_callbacks_t down_cb = {
+        .on_read = on_read,
+        .on_close = down_on_close,
+        .on_write_high = on_write_high,
+        .on_write_low = on_write_low,
+    };
 
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
+        const char *arg = argv[i];
+
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return usage(argv[0], 0);
+        else if (i + 1 == argc)
+            return usage(argv[0], 2);
+        else if (strcmp(arg, "--to") == 0)
             upstream = argv[++i];
-        else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
+        else if (strcmp(arg, "--listen") == 0)
             listen_addr = argv[++i];
-        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-            opts.threads = (unsigned)strtoul(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--connect-timeout") == 0 && i + 1 < argc)
-            connect_timeout_ms = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--high") == 0 && i + 1 < argc)
-            high_water = strtoul(argv[++i], NULL, 10);
+        else if (!number(argv[++i], &n)) /* the rest take a number */
+            return usage(argv[0], 2);
+        else if (strcmp(arg, "--threads") == 0)
+            opts.threads = (unsigned)n;
+        else if (strcmp(arg, "--connect-timeout") == 0)
+            connect_timeout_ms = n;
+        else if (strcmp(arg, "--high") == 0)
+            high_water = (size_t)n;
+        else if (strcmp(arg, "--low") == 0)
+            low_water = (size_t)n;
         else
-            return usage(argv[0]);
+            return usage(argv[0], 2);
     }
-    if (upstream == NULL)
-        return usage(argv[0]);
+    if (low_water == 0)
+        low_water = high_water / 4;
+    if (upstream == NULL || high_water == 0 || low_water >= high_water) {
+        fprintf(stderr, "proxy: --to is required, and 0 < --low < --high\n");
+        return usage(argv[0], 2);
+    }
+    down_opts.write_low = low_water;
+    down_opts.write_high = high_water;
     raise_fd_limit();
     engine = pants_engine_new(&opts);
     if (engine == NULL) {
@@ -203,7 +256,9 @@ int main(int argc, char **argv)
         return 1;
     }
     pants_server_t *srv = pants_server_new(engine, &scb, &down_cb, NULL);
-    int rc = srv ? pants_server_listen(srv, listen_addr, 0) : -errno;
+    int rc = srv ? pants_server_set_stream_options(srv, &down_opts) : -errno;
+    if (rc == 0)
+        rc = pants_server_listen(srv, listen_addr, 0);
     if (rc < 0) {
         fprintf(stderr, "proxy: listen on %s: %s\n", listen_addr, pants_strerror(rc));
         pants_engine_free(engine);
