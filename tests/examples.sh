@@ -7,6 +7,12 @@
 # (with a small high-water mark, so reads pause and resume all the time),
 # and udp-echo.  A run passes when messages went through and loadgen saw
 # no error at all.  Then each server gets SIGTERM and must exit 0.
+#
+# The limits of echo are driven by small python3 clients: --max-conns (5
+# loadgen connections work, a 6th client waits until one closes),
+# --idle-timeout (a silent client is closed, not before the timeout, a
+# talking one is not) and --frame-timeout (a client that trickles a line
+# it never finishes is closed, one that finishes its lines is not).
 set -u
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/pants-examples.XXXXXX")
@@ -29,6 +35,7 @@ fail() {
 start() {
     name=$1
     shift
+    : >"$dir/$name.out" # there before the background shell opens it, for sed
     "$@" >"$dir/$name.out" 2>"$dir/$name.err" &
     eval "pid_$name=$!"
     pids="$pids $!"
@@ -53,6 +60,21 @@ drive() {
         fail "$what: $out"
     else
         echo "ok: $what: $msgs messages, no errors"
+    fi
+}
+
+# client WHAT ADDR: run the python3 program on stdin against ADDR, for at
+# most 30 s; it prints what it saw and exits 0 if that was right.
+client() {
+    what=$1
+    if ! command -v python3 >/dev/null; then
+        echo "skip: $what: no python3"
+        return
+    fi
+    if out=$(timeout 30 python3 - "$2" 2>&1); then
+        echo "ok: $what: $out"
+    else
+        fail "$what: $out"
     fi
 }
 
@@ -89,6 +111,95 @@ fi
 if start line examples/echo --threads 1 --line --listen 127.0.0.1:0; then
     drive "echo --line, pipelined" --connect "$addr" --line --connections 10 --pipeline 16
     stop line
+fi
+
+if start limits examples/echo --threads 2 --max-conns 5 --listen 127.0.0.1:0; then
+    drive "echo --max-conns 5, 5 connections" --connect "$addr" --connections 5 --pipeline 4
+    client "echo --max-conns 5, a 6th client" "$addr" <<'EOF'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+five = [socket.create_connection((host, int(port)), timeout=10) for _ in range(5)]
+for s in five:
+    s.sendall(b"x")
+    assert s.recv(1) == b"x", "one of the first 5 got no echo"
+sixth = socket.create_connection((host, int(port)), timeout=0.5)
+sixth.sendall(b"6")
+try:
+    sys.exit("the 6th was served while 5 were open: %r" % sixth.recv(1))
+except socket.timeout:
+    pass
+five.pop().close()
+sixth.settimeout(10)
+t = time.monotonic()
+assert sixth.recv(1) == b"6", "the 6th got no echo"
+print("no echo while 5 were open, served %.0f ms after one closed" % ((time.monotonic() - t) * 1000))
+EOF
+    stop limits
+fi
+
+if start idle examples/echo --threads 2 --idle-timeout 300 --listen 127.0.0.1:0; then
+    client "echo --idle-timeout 300" "$addr" <<'EOF'
+import select, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+start = time.monotonic()
+silent = socket.create_connection((host, int(port)), timeout=10)
+talker = socket.create_connection((host, int(port)), timeout=10)
+closed = None
+for _ in range(10):                     # the talker sends a byte every 100 ms
+    talker.sendall(b"t")
+    assert talker.recv(1) == b"t", "the talking client was closed"
+    tick = time.monotonic() + 0.1
+    while closed is None and time.monotonic() < tick:
+        if select.select([silent], [], [], tick - time.monotonic())[0]:
+            assert silent.recv(1) == b"", "the silent client got bytes"
+            closed = (time.monotonic() - start) * 1000
+    time.sleep(max(0, tick - time.monotonic()))
+if closed is None:
+    sys.exit("the silent client was not closed within 1 s")
+# not before 300 ms (give or take the clock's millisecond)
+if closed < 295:
+    sys.exit("the silent client was closed after %.0f ms" % closed)
+print("silent client closed after %.0f ms, the talking one served for 1 s" % closed)
+EOF
+    stop idle
+fi
+
+if start frame examples/echo --threads 1 --line --frame-timeout 500 --listen 127.0.0.1:0; then
+    client "echo --line --frame-timeout 500" "$addr" <<'EOF'
+import select, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+trickler = socket.create_connection((host, int(port)), timeout=10)
+liner = socket.create_connection((host, int(port)), timeout=10)
+first = time.monotonic()
+closed = None
+for i in range(1, 21):                  # 2 s: a byte every 100 ms each
+    if closed is None:
+        trickler.sendall(b"a")          # a line it never ends
+    liner.sendall(b"\n" if i % 3 == 0 else b"b")
+    if i % 3 == 0:                      # a line every 300 ms: never timed out
+        assert liner.recv(3) == b"bb\n", "the client that ends its lines was closed"
+    tick = time.monotonic() + 0.1
+    while closed is None and time.monotonic() < tick:
+        if select.select([trickler], [], [], tick - time.monotonic())[0]:
+            try:
+                assert trickler.recv(1) == b"", "the trickling client got bytes"
+            except ConnectionError:
+                pass
+            closed = (time.monotonic() - first) * 1000
+    time.sleep(max(0, tick - time.monotonic()))
+if closed is None:
+    sys.exit("the trickling client was not closed within 2 s")
+if closed < 495:
+    sys.exit("the trickling client was closed after %.0f ms" % closed)
+print("trickling client closed after %.0f ms, the one that ends its lines served for 2 s" % closed)
+EOF
+    stop frame
+fi
+
+if examples/echo --help | grep -q -- --max-conns; then
+    echo "ok: echo --help"
+else
+    fail "echo --help does not list its options"
 fi
 
 if start udp examples/udp-echo --listen 127.0.0.1:0; then
