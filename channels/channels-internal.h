@@ -159,6 +159,9 @@ void pants__stream_fail(pants_stream_t *s, int err);
  * beyond 2^31 s).  Any thread. */
 int pants__stream_options_resolve(const pants_stream_options_t *o, pants_stream_options_t *out);
 
+/* The TLS context srv's connections handshake on, or NULL.  Any thread. */
+struct ssl_ctx_st *pants__server_tls(const pants_server_t *srv);
+
 /* The resolved starting settings of srv's new connections (valid while srv
  * lives).  Any thread. */
 const pants_stream_options_t *pants__server_stream_options(const pants_server_t *srv);

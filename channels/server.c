@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "channels-internal.h"
+#include "tls-internal.h"
 
 #define DEFAULT_BACKLOG    1024
 #define ACCEPTS_PER_WAKEUP 256
@@ -57,6 +58,7 @@ struct pants_server_s {
     pants_stream_t **heads;           /* per worker: its connections */
     const pants_stream_options_t *opts; /* new connections' settings, resolved (atomic) */
     struct opts_node_s *old_opts;     /* every version given, freed with srv (mu) */
+    struct ssl_ctx_st *tls;           /* connections do a TLS handshake on it, or NULL (referenced) */
 };
 
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
@@ -90,6 +92,8 @@ static void server_free(pants__handle_t *h)
         srv->old_opts = n->next;
         free(n);
     }
+    if (srv->tls != NULL)
+        pants__tls_ctx_release(srv->tls);
     pthread_mutex_destroy(&srv->mu);
     free(srv->heads);
     free(srv);
@@ -149,6 +153,25 @@ int pants_server_set_stream_options(pants_server_t *srv, const pants_stream_opti
     __atomic_store_n(&srv->opts, &n->opts, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&srv->mu);
     return 0;
+}
+
+struct ssl_ctx_st *pants__server_tls(const pants_server_t *srv)
+{
+    return srv->tls; /* set before listen, read after: the listen's post orders them */
+}
+
+int pants_server_set_tls(pants_server_t *srv, struct ssl_ctx_st *ctx)
+{
+    int rc;
+
+    if (srv == NULL || ctx == NULL)
+        return -EINVAL;
+    pthread_mutex_lock(&srv->mu);
+    rc = srv->bound ? -EALREADY : srv->tls != NULL ? -EALREADY : pants__tls_ctx_hold(ctx);
+    if (rc == 0)
+        srv->tls = ctx;
+    pthread_mutex_unlock(&srv->mu);
+    return rc;
 }
 
 int pants__server_family(const pants_server_t *srv)

@@ -33,6 +33,7 @@
 
 #include "channels-internal.h"
 #include "inbuf-internal.h"
+#include "tls-internal.h"
 #include "wqueue-internal.h"
 
 #define DEFAULT_READ_LIMIT (64 * 1024)
@@ -47,8 +48,16 @@ enum stream_state {
     S_NEW,        /* not connected yet */
     S_RESOLVING,  /* waiting for the resolver */
     S_CONNECTING, /* connect() in progress (or failed, error pending) */
+    S_HANDSHAKE,  /* connected, a TLS handshake under way */
     S_OPEN,       /* connected */
     S_CLOSED,     /* closed; on_close pending or done */
+};
+
+enum tls_phase {
+    TLS_NONE,      /* plain */
+    TLS_AT_OPEN,   /* start_tls before connect: a handshake once connected */
+    TLS_AT_DRAIN,  /* STARTTLS: a handshake once the queue is sent (reading held) */
+    TLS_ON,        /* handshaking (S_HANDSHAKE) or done */
 };
 
 enum pending {
@@ -99,6 +108,9 @@ struct pants_stream_s {
     pants__inbuf_t in;                   /* bytes of an incomplete frame */
     pants__wq_t wq;                      /* bytes and files not yet sent, in order */
     const pants__transport_t *tp;        /* how bytes go in and out */
+    void *tio;                           /* tp's state: &fd, or the TLS state */
+    pants__tls_t *tls;                   /* TLS state, or NULL */
+    unsigned char tls_phase;             /* enum tls_phase */
     pants__framer_t framer;              /* the read delimiter */
     size_t read_limit;                   /* most bytes that may wait for a frame */
     dial_t *dial;                        /* connect state, or NULL */
@@ -138,13 +150,16 @@ static inline void watermarks(pants_stream_t *s)
 /* Is reading held, by the application or by the high watermark? */
 static inline bool held(const pants_stream_t *s)
 {
-    return s->paused || s->auto_paused;
+    return s->paused || s->auto_paused || s->tls_phase == TLS_AT_DRAIN;
 }
 static void stream_io(pants_stream_t *s, unsigned events);
 static void stream_close_now(pants_stream_t *s);
 static int stream_end(pants_stream_t *s);
 static void start_lookup(pants_stream_t *s);
 static void connect_error(pants_stream_t *s, int err);
+static void tls_begin(pants_stream_t *s);
+static void tls_accept(pants_stream_t *s, struct ssl_ctx_st *ctx);
+static bool tls_step(pants_stream_t *s);
 
 static inline pants_loop_t *loop_of(const pants_stream_t *s)
 {
@@ -314,12 +329,23 @@ static void close_socket(pants_stream_t *s)
     }
 }
 
+/* Drop TLS (a close_notify first, if it was up) and go back to plain. */
+static void tls_drop(pants_stream_t *s)
+{
+    pants__tls_free(s->tls);
+    s->tls = NULL;
+    s->tls_phase = TLS_NONE;
+    s->tp = &pants__plain_transport;
+    s->tio = &s->fd;
+}
+
 static void release_io(pants_stream_t *s)
 {
     pants__deadline_clear(loop_of(s), &s->dl);
     disarm_connect_timer(s);
     if (s->dial)
         dial_reset(s->dial);
+    tls_drop(s);
     close_socket(s);
 }
 
@@ -397,7 +423,7 @@ static void stream_run_pending(pants__handle_t *h, unsigned bits)
         connect_error(s, s->dial->err);
     if ((bits & P_RESOLVE) && s->state == S_RESOLVING)
         start_lookup(s);
-    if ((bits & (P_READ | P_WRITE)) && s->state == S_OPEN)
+    if ((bits & (P_READ | P_WRITE)) && (s->state == S_OPEN || s->state == S_HANDSHAKE))
         stream_io(s, (bits & P_READ ? PANTS__IO_READ : 0) | (bits & P_WRITE ? PANTS__IO_WRITE : 0));
     if ((bits & P_HIGH) && s->state == S_OPEN && s->cb->on_write_high)
         s->cb->on_write_high(s);
@@ -479,6 +505,7 @@ static void stream_init(pants_stream_t *s, pants_loop_t *l, void *data)
     s->opt = &default_options;
     pants__deadline_init(&s->dl, stream_due);
     s->tp = &pants__plain_transport;
+    s->tio = &s->fd;
     s->io.cb = stream_on_io;
     pants__framer_init(&s->framer);
     pants__inbuf_init(&s->in);
@@ -552,6 +579,10 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
     rc = pants__io_start(l, &s->io, fd, IO_EVENTS);
     if (rc < 0) {
         pants__stream_fail(s, rc);
+        return;
+    }
+    if (pants__server_tls(srv) != NULL) {
+        tls_accept(s, pants__server_tls(srv));
         return;
     }
     start_timing(s);
@@ -635,12 +666,19 @@ static void try_next_or_fail(pants_stream_t *s, int err)
  * ended meanwhile (end promised on_close). */
 static void connect_error(pants_stream_t *s, int err)
 {
-    bool keep = s->cb->on_connect_error != NULL && !s->ending;
+    bool keep = s->cb->on_connect_error != NULL && !s->ending && s->tls_phase != TLS_ON;
 
     disarm_connect_timer(s);
+    if (s->state == S_HANDSHAKE) { /* the socket goes; pants_stream_ssl still answers inside the callback */
+        pants__io_stop(loop_of(s), s->fd);
+        close(s->fd);
+        s->fd = -1;
+    }
     s->state = S_NEW;
     if (s->cb->on_connect_error)
         s->cb->on_connect_error(s, err);
+    if (s->tls_phase == TLS_ON) /* a new connect needs start_tls again */
+        tls_drop(s);
     if (!keep)
         stream_close_now(s);
 }
@@ -690,6 +728,10 @@ static bool connect_finished(pants_stream_t *s)
         try_next_or_fail(s, -err);
         return false;
     }
+    if (s->tls_phase == TLS_AT_OPEN) { /* the handshake now, under the connect timeout */
+        tls_begin(s);
+        return false;
+    }
     dial_free(s); /* an open stream never connects again */
     s->state = S_OPEN;
     start_timing(s);
@@ -706,7 +748,7 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (s->state != S_RESOLVING && s->state != S_CONNECTING)
+    if (s->state != S_RESOLVING && s->state != S_CONNECTING && s->state != S_HANDSHAKE)
         return;
     release_io(s); /* the lookup, the socket, the addresses left */
     s->handle.pending &= (uint16_t) ~(P_CONNECT_ERROR | P_RESOLVE);
@@ -919,12 +961,12 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
     *direct = s->in.len == 0 || s->ending;
     if (*direct) {
         *asked = PANTS__SCRATCH_SIZE;
-        return s->tp->recv(&s->fd, loop_of(s)->scratch, *asked);
+        return s->tp->recv(s->tio, loop_of(s)->scratch, *asked);
     }
     to = pants__inbuf_space(&s->in, 4096, asked);
     if (to == NULL)
         return -ENOMEM;
-    n = s->tp->recv(&s->fd, to, *asked);
+    n = s->tp->recv(s->tio, to, *asked);
     if (n > 0)
         pants__inbuf_commit(&s->in, (size_t)n);
     return n;
@@ -936,7 +978,7 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
  * EOF. */
 static bool must_drain(const pants_stream_t *s)
 {
-    return s->hup_seen;
+    return s->hup_seen || s->tls != NULL; /* TLS: a record read may leave more behind */
 }
 
 /* Paused, the socket is not read, so a reset shows only as a pending
@@ -1151,6 +1193,8 @@ static bool drained(pants_stream_t *s)
         return true;
     if (s->ending)
         stream_close_now(s);
+    else if (s->tls_phase == TLS_AT_DRAIN) /* STARTTLS: what was queued before is out */
+        tls_begin(s);
     return false;
 }
 
@@ -1159,7 +1203,7 @@ static void stream_flush(pants_stream_t *s)
 {
     for (int round = 0; round < FLUSH_ROUNDS && s->state == S_OPEN; round++) {
         size_t before = s->timed ? pending_of(s) : 0;
-        int rc = pants__wq_flush(&s->wq, loop_of(s), s->tp, &s->fd);
+        int rc = pants__wq_flush(&s->wq, loop_of(s), s->tp, s->tio);
         if (s->timed)
             flushed(s, before, rc);
         if (rc < 0) {
@@ -1187,9 +1231,15 @@ static void stream_io(pants_stream_t *s, unsigned events)
     pants__wq_stage_begin(&s->wq, l); /* without a stage, writes just queue */
     if (s->state == S_CONNECTING && !connect_finished(s))
         goto done;
+    if (s->state == S_HANDSHAKE) {
+        if (!tls_step(s))
+            goto done;
+        events |= PANTS__IO_READ; /* records may have come with the last handshake message */
+    }
     if (events & PANTS__IO_CLOSED)
         s->hup_seen = true;
-    if (events & (PANTS__IO_READ | PANTS__IO_CLOSED | PANTS__IO_ERROR))
+    if ((events & (PANTS__IO_READ | PANTS__IO_CLOSED | PANTS__IO_ERROR)) ||
+        (s->tls != NULL && pants__tls_read_wants_write(s->tls)))
         stream_read(s);
     if (s->state == S_OPEN)
         stream_flush(s);
@@ -1459,6 +1509,10 @@ static void stream_due(pants__deadline_t *d)
     pants_stream_t *s = (pants_stream_t *)((char *)d - offsetof(pants_stream_t, dl));
     uint64_t now = pants__loop_now_ms(loop_of(s));
 
+    if (s->state == S_HANDSHAKE) { /* a server handshake that took too long */
+        pants__stream_fail(s, -ETIMEDOUT);
+        return;
+    }
     for (int kind = PANTS_TIMEOUT_IDLE; kind <= PANTS_TIMEOUT_FRAME && s->state == S_OPEN; kind++) {
         uint64_t ms = timeout_of(s->opt, kind);
         if (ms != 0 && timeout_counts(s, kind) && now - s->since[kind - 1] >= ms)
@@ -1492,6 +1546,127 @@ static int set_timeout(pants_stream_t *s, int kind, uint64_t ms)
 int pants_stream_set_timeout(pants_stream_t *s, int kind, uint64_t ms)
 {
     WITH_OPEN_STREAM(s, "pants_stream_set_timeout", set_timeout(s, kind, ms));
+}
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+/* The handshake starts on the socket: state S_HANDSHAKE until it is done.
+ * A server's is bounded by its frame timeout (or 10 s); a client's by the
+ * connect timeout, still armed. */
+static void tls_begin(pants_stream_t *s)
+{
+    int rc = pants__tls_attach(s->tls, s->fd);
+    bool server = pants__tls_is_server(s->tls);
+
+    s->tls_phase = TLS_ON;
+    s->state = S_HANDSHAKE;
+    if (rc == 0 && server) {
+        uint64_t ms = s->opt->frame_timeout_ms ? s->opt->frame_timeout_ms : PANTS__TLS_HANDSHAKE_MS;
+        pants__deadline_clear(loop_of(s), &s->dl);
+        rc = pants__deadline_set(loop_of(s), &s->dl, pants__loop_now_ms(loop_of(s)) + ms);
+    }
+    if (rc < 0) {
+        pants__stream_fail(s, rc);
+        return;
+    }
+    pants__handle_defer(&s->handle, P_WRITE); /* the first step, from the loop */
+}
+
+/* An accepted connection of a TLS server: its handshake, server side. */
+static void tls_accept(pants_stream_t *s, struct ssl_ctx_st *ctx)
+{
+    int err;
+
+    s->tls = pants__tls_new(ctx, true, NULL, &err);
+    if (s->tls == NULL) {
+        pants__stream_fail(s, err);
+        return;
+    }
+    s->state = S_HANDSHAKE;
+    tls_begin(s);
+}
+
+/* The handshake failed: a client hears on_connect_error, a server side
+ * on_error (a reset closes quietly); then it closes. */
+static void handshake_failed(pants_stream_t *s, int err)
+{
+    if (!pants__tls_is_server(s->tls)) {
+        connect_error(s, err == PANTS_ETLS ? err : PANTS_ETLS);
+        return;
+    }
+    io_error(s, err);
+}
+
+/* A step of the handshake.  true: done, the stream is open (on_connect
+ * ran); false: it waits for the socket, or failed. */
+static bool tls_step(pants_stream_t *s)
+{
+    int rc = pants__tls_handshake(s->tls);
+
+    if (rc == -EAGAIN)
+        return false;
+    if (rc < 0) {
+        handshake_failed(s, rc);
+        return false;
+    }
+    s->tp = pants__tls_transport(s->tls);
+    s->tio = s->tls;
+    s->state = S_OPEN;
+    dial_free(s);
+    pants__deadline_clear(loop_of(s), &s->dl);
+    start_timing(s);
+    if (s->cb->on_connect)
+        s->cb->on_connect(s);
+    if (s->state == S_OPEN && pending_of(s) > 0)
+        pants__handle_defer(&s->handle, P_WRITE); /* what waited for the handshake */
+    return s->state == S_OPEN;
+}
+
+static int start_tls(pants_stream_t *s, struct ssl_ctx_st *ctx, const char *server_name)
+{
+    bool server = s->server != NULL || pants__tls_ctx_is_server(ctx);
+    int err;
+
+    if (ctx == NULL)
+        return -EINVAL;
+    if (s->tls != NULL)
+        return -EALREADY;
+    if (s->state == S_CLOSED || s->ending)
+        return -EPIPE;
+    if (s->state != S_NEW && s->state != S_OPEN)
+        return -EALREADY; /* a connect is under way: TLS goes before it */
+    s->tls = pants__tls_new(ctx, server, server_name, &err);
+    if (s->tls == NULL)
+        return err;
+    if (s->state == S_NEW) {
+        s->tls_phase = TLS_AT_OPEN;
+        return 0;
+    }
+    s->tls_phase = TLS_AT_DRAIN; /* reading waits: the peer's handshake must stay in the socket */
+    if (!s->in_io && pending_of(s) == 0)
+        tls_begin(s);
+    else
+        pants__handle_defer(&s->handle, P_WRITE);
+    return 0;
+}
+
+int pants_stream_start_tls(pants_stream_t *s, struct ssl_ctx_st *ctx, const char *server_name)
+{
+    int entered, rc;
+
+    if (s == NULL)
+        return -EINVAL;
+    entered = pants__loop_enter(loop_of(s), "pants_stream_start_tls");
+    if (entered < 0)
+        return entered;
+    rc = start_tls(s, ctx, server_name);
+    pants__loop_leave(loop_of(s), entered);
+    return rc;
+}
+
+struct ssl_st *pants_stream_ssl(const pants_stream_t *s)
+{
+    return s ? pants__tls_ssl(s->tls) : NULL;
 }
 
 /* ---- Ending ------------------------------------------------------------- */

@@ -120,6 +120,12 @@ int pants__io_start(pants_loop_t *l, pants__io_t *w, int fd, unsigned events);
  * events once it has stopped. */
 void pants__io_stop(pants_loop_t *l, int fd);
 
+/* ---- Errors ------------------------------------------------------------- */
+
+/* Remember text as the reason of the last err (PANTS_ETLS) on the calling
+ * thread: pants_strerror(err) gives it there.  Any thread. */
+void pants__error_detail(int err, const char *text);
+
 /* ---- Memory ------------------------------------------------------------- */
 
 /* bytes of buffer memory were freed on l.  Once a few MiB add up, the

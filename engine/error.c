@@ -10,9 +10,10 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "pants.h"
+#include "engine-internal.h"
 
 static const char *const eai_names[] = {
     [-(PANTS_EAI_ADDRFAMILY) - 3001] = "no address of the requested family for this host",
@@ -29,12 +30,24 @@ static const char *const eai_names[] = {
     [-(PANTS_EAI_TIMEOUT) - 3001] = "name resolution timed out",
 };
 
+#define DETAIL_MAX 256 /* bytes of a failure's detail */
+
+static __thread char tls_detail[DETAIL_MAX]; /* the last PANTS_ETLS's reason on this thread */
+
+void pants__error_detail(int err, const char *text)
+{
+    if (err == PANTS_ETLS)
+        snprintf(tls_detail, sizeof(tls_detail), "TLS failure: %s", text);
+}
+
 const char *pants_strerror(int err)
 {
     const char *name;
 
     if (err == 0)
         return "success";
+    if (err == PANTS_ETLS)
+        return tls_detail[0] ? tls_detail : "TLS failure";
     if (err <= PANTS_EAI_ADDRFAMILY && err >= PANTS_EAI_TIMEOUT)
         return eai_names[-err - 3001];
     if (err == INT_MIN)

@@ -73,6 +73,12 @@ typedef struct pants_addr_s {
 #define PANTS_EAI_CANCELED (-3011)   /* the lookup was cancelled */
 #define PANTS_EAI_TIMEOUT (-3012)    /* no answer from the name servers in time */
 
+/* A TLS handshake, certificate check or record failed; pants_strerror
+ * names the reason (OpenSSL's, or the verify result) of the last such
+ * failure on the calling thread -- inside on_error / on_connect_error, the
+ * one at hand. */
+#define PANTS_ETLS (-3100)
+
 /* The name of err: a negative errno, a PANTS_EAI_* code, or 0 ("success").
  * Never NULL; unknown codes give "unknown error".  Any thread. */
 PANTS_EXTERN const char *pants_strerror(int err);
@@ -590,6 +596,71 @@ PANTS_EXTERN int pants_datagram_local_address(pants_datagram_t *d, pants_addr_t 
  * IP_TOS, ...) only; reading, writing or closing it breaks d.  d's loop
  * thread (or before run). */
 PANTS_EXTERN int pants_datagram_fd(const pants_datagram_t *d);
+
+/* ---- TLS (OpenSSL) ---------------------------------------------------- */
+
+/* A stream can speak TLS through OpenSSL (1.1.1 or 3.x).  Contexts are
+ * OpenSSL's own SSL_CTX, so everything OpenSSL offers stays reachable;
+ * pants adds safe defaults.  This header does not include OpenSSL's. */
+struct ssl_ctx_st; /* SSL_CTX */
+struct ssl_st;     /* SSL */
+
+typedef struct pants_tls_options_s { /* zero = the default, field by field */
+    const char *cert_file; /* PEM certificate chain: a server's (required), or a client's own */
+    const char *key_file;  /* its private key, PEM (NULL: in cert_file) */
+    const char *ca_file;   /* PEM CAs to verify the peer with.  Client: NULL = the system's
+                              store.  Server: set = clients must present a certificate it verifies */
+    const char *alpn;      /* protocols offered / accepted, e.g. "h2,http/1.1"; NULL = none */
+    bool insecure;         /* client: do not verify the server (tests only) */
+    bool ktls;             /* use kernel TLS where the kernel and the cipher allow */
+} pants_tls_options_t;
+
+/* A context for the server / client side with pants' defaults: TLS 1.2
+ * and later, no renegotiation, buffers released while idle, an EOF without
+ * close_notify read as an EOF; server: a session cache, client
+ * certificates required when ca_file is set, ALPN picks the first of its
+ * protocols the client offers; client: the server verified (unless
+ * insecure) against server_name, the last session per server name kept
+ * for resumption.  NULL with errno (EINVAL: no cert_file for a server, a
+ * file that does not load -- pants_strerror(PANTS_ETLS) says why, a bad
+ * alpn list; ENOMEM; ENOTSUP built without OpenSSL).  Any thread.  The
+ * context is reference-counted: servers and streams keep their own
+ * reference, so free yours whenever you are done with it. */
+PANTS_EXTERN struct ssl_ctx_st *pants_tls_server_ctx(const pants_tls_options_t *o);
+PANTS_EXTERN struct ssl_ctx_st *pants_tls_client_ctx(const pants_tls_options_t *o);
+/* Drop the caller's reference (SSL_CTX_free).  NULL is a no-op.  Any thread. */
+PANTS_EXTERN void pants_tls_ctx_free(struct ssl_ctx_st *ctx);
+
+/* Every connection srv accepts does the server side of a handshake on
+ * ctx: on_accept runs first, on_connect after the handshake; a handshake
+ * that fails gives on_error(s, PANTS_ETLS) (NULL: the stream just closes)
+ * and on_close, never on_connect.  A handshake is bounded by the frame
+ * timeout, or 10 s when none is set (then on_error(s, -ETIMEDOUT)).
+ * Before listen.  Returns 0, -EINVAL (NULL), -EALREADY once listening,
+ * -ENOTSUP without OpenSSL.  Any thread. */
+PANTS_EXTERN int pants_server_set_tls(pants_server_t *srv, struct ssl_ctx_st *ctx);
+
+/* TLS on s.  Before connect: TLS from the first byte, on_connect after the
+ * handshake (bounded by the connect timeout).  On a connected stream
+ * (STARTTLS): the handshake starts once what is queued has been sent, and
+ * on_connect runs again when it completes.  A client context (or a client
+ * stream) does the client side, a server context (or an accepted stream)
+ * the server side.  server_name is sent as SNI and is the name the
+ * certificate must match; NULL sends no SNI (and verification then fails
+ * unless insecure).  A client handshake that fails, or a certificate that
+ * does not verify, gives on_connect_error(s, PANTS_ETLS); pants_stream_ssl
+ * still shows OpenSSL's verify result inside that callback.  Everything
+ * else works as without TLS: delimiters, watermarks and pending() count
+ * plaintext bytes; write_file sends the file (SSL_sendfile with kernel TLS,
+ * else read and encrypted in pieces); end() sends what is queued, then a
+ * close_notify; the peer's close_notify is an EOF.  Returns 0, -EINVAL,
+ * -EALREADY (TLS already on), -EPIPE once closed, -ENOMEM, -ENOTSUP
+ * without OpenSSL.  s's loop thread (or before run). */
+PANTS_EXTERN int pants_stream_start_tls(pants_stream_t *s, struct ssl_ctx_st *ctx, const char *server_name);
+
+/* The SSL object of s, NULL without TLS (for the negotiated version,
+ * cipher, ALPN, peer certificate...).  s's loop thread. */
+PANTS_EXTERN struct ssl_st *pants_stream_ssl(const pants_stream_t *s);
 
 /* ---- Diagnostics ------------------------------------------------------ */
 

@@ -5,7 +5,7 @@ set -eu
 
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
-for p in gcc make autoconf automake libtool pkg-config libevent-dev check libpcre2-dev; do
+for p in gcc make autoconf automake libtool pkg-config libevent-dev check libpcre2-dev libssl-dev openssl; do
     have_pkg "$p" || need="$need $p"
 done
 [ -z "$need" ] && exit 0
