@@ -1,11 +1,28 @@
 #!/bin/sh
 # deps.sh -- install what building and testing pants needs, if missing.
 # Debian/Ubuntu: uses apt-get (as root, or through sudo when available).
+#
+#   scripts/deps.sh [--fuzz]
+#
+# --fuzz, or PANTS_FUZZ=1 in the environment (so that
+# `PANTS_FUZZ=1 CC=clang scripts/build --dir build-fuzz --enable-fuzz`
+# passes it on), adds clang and its runtimes (libclang-rt-dev: libFuzzer
+# and the sanitizers) for the fuzz targets (tests/fuzz/README).
 set -eu
+
+pkgs="gcc make autoconf automake libtool pkg-config libevent-dev check libpcre2-dev libssl-dev openssl"
+fuzz=${PANTS_FUZZ:-0}
+for a in "$@"; do
+    case $a in
+    --fuzz) fuzz=1 ;;
+    *) echo "usage: deps.sh [--fuzz]" >&2; exit 2 ;;
+    esac
+done
+[ "$fuzz" = 0 ] || pkgs="$pkgs clang libclang-rt-dev"
 
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
-for p in gcc make autoconf automake libtool pkg-config libevent-dev check libpcre2-dev libssl-dev openssl; do
+for p in $pkgs; do
     have_pkg "$p" || need="$need $p"
 done
 [ -z "$need" ] && exit 0
