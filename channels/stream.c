@@ -1038,6 +1038,10 @@ static void stream_read(pants_stream_t *s)
     for (int i = 0; i < READS_PER_WAKEUP; i++) {
         if (i > 0)
             watermarks(s); /* what the reads so far made us write */
+        if (i > 0 && loop_of(s)->urgent) { /* a callback is due first (on_write_high) */
+            pants__handle_defer(&s->handle, P_READ);
+            return;
+        }
         if (held(s) || s->state != S_OPEN || !read_once(s, i))
             return; /* resume reads again */
     }
@@ -1260,6 +1264,14 @@ static void stream_on_io(pants__io_t *w, unsigned events)
 
 /* ---- Flow control -------------------------------------------------------- */
 
+/* on_write_high is due: it runs from the loop, before the stream whose
+ * callback wrote this reads any more (a proxy pauses that one in it). */
+static void high_due(pants_stream_t *s)
+{
+    pants__handle_defer(&s->handle, P_HIGH);
+    loop_of(s)->urgent = true;
+}
+
 /* pending() moved: past high, on_write_high (or, without one, reading
  * pauses); back to low after a high, on_write_low (and the pause ends). */
 static void watermarks_moved(pants_stream_t *s)
@@ -1272,8 +1284,10 @@ static void watermarks_moved(pants_stream_t *s)
     pending = pending_of(s);
     if (!s->above_high && pending > o->write_high) {
         s->above_high = true;
-        if (s->cb->on_write_high)
-            pants__handle_defer(&s->handle, P_HIGH);
+        if (s->handle.pending & P_LOW) /* low, then high again, before it heard of the low: neither */
+            s->handle.pending &= (uint16_t)~P_LOW;
+        else if (s->cb->on_write_high)
+            high_due(s);
         else
             s->auto_paused = true;
     } else if (s->above_high && (pending <= o->write_low || o->write_high == SIZE_MAX)) {
@@ -1283,7 +1297,9 @@ static void watermarks_moved(pants_stream_t *s)
             if (!s->paused)
                 reading_resumed(s);
         }
-        if (s->cb->on_write_low)
+        if (s->handle.pending & P_HIGH) /* high, then low again, before it heard of the high: neither */
+            s->handle.pending &= (uint16_t)~P_HIGH;
+        else if (s->cb->on_write_low)
             pants__handle_defer(&s->handle, P_LOW);
     }
 }
@@ -1470,11 +1486,11 @@ static void schedule_timeouts(pants_stream_t *s)
         if (ms == 0)
             continue;
         shortest = ms < shortest ? ms : shortest;
-        if (timeout_counts(s, kind) && s->since[kind - 1] + ms < next)
-            next = s->since[kind - 1] + ms;
+        if (timeout_counts(s, kind) && s->since[kind - 1] + ms + 1 < next)
+            next = s->since[kind - 1] + ms + 1;
     }
-    if (now + shortest < next)
-        next = now + shortest;
+    if (now + shortest + 1 < next)
+        next = now + shortest + 1;
     rc = pants__deadline_set(l, &s->dl, next);
     if (rc < 0)
         pants__stream_fail(s, rc); /* a time limit that cannot be kept: not silently */
@@ -1515,8 +1531,8 @@ static void stream_due(pants__deadline_t *d)
     }
     for (int kind = PANTS_TIMEOUT_IDLE; kind <= PANTS_TIMEOUT_FRAME && s->state == S_OPEN; kind++) {
         uint64_t ms = timeout_of(s->opt, kind);
-        if (ms != 0 && timeout_counts(s, kind) && now - s->since[kind - 1] >= ms)
-            timed_out(s, kind);
+        if (ms != 0 && timeout_counts(s, kind) && now - s->since[kind - 1] > ms) /* stamps are whole ms, */
+            timed_out(s, kind);                                                   /* so > keeps it never early */
     }
     schedule_timeouts(s);
 }

@@ -163,6 +163,7 @@ struct pants_loop_s {
     void *dgram;                  /* datagrams' per-loop receive batch, or NULL */
     pants__handle_t *pending_head; /* handles with pending work, FIFO */
     pants__handle_t **pending_tail; /* where the next one is linked */
+    bool urgent;                  /* pending work must run before more input is read */
     struct event pending_ev;      /* runs the pending queue */
     int io_fd;                    /* the epoll set of stream sockets */
     struct event io_ev;           /* io_fd is ready: dispatch its sockets */

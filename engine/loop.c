@@ -521,6 +521,7 @@ static void on_pending(evutil_socket_t fd, short what, void *arg)
     (void)what;
     l->pending_head = NULL;
     l->pending_tail = &l->pending_head;
+    l->urgent = false;
     while (h != NULL) {
         pants__handle_t *next = h->pending_next;
         run_pending(h);
