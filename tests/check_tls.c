@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -852,6 +853,19 @@ START_TEST(openssl_s_client_against_pants)
 }
 END_TEST
 
+/* A port nobody listens on now (the kernel's pick for a bind to port 0). */
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
 static void send_line(void *arg)
 {
     pants_stream_write(arg, "pants-line\n", 11);
@@ -865,12 +879,12 @@ START_TEST(pants_client_against_openssl_s_server)
     pants_engine_t *e = engine_up(1);
     struct ctx cc = {0};
     char cmd[1024], addr[64];
-    int port = 20000 + (int)(getpid() % 20000);
+    int port = free_port();
     struct client_spec cs = {.c = &cc, .cb = &ccb, .o = {.ca_file = ca}, .name = "localhost", .addr = addr};
     FILE *srv;
 
     snprintf(cmd, sizeof(cmd),
-             "sleep 5 | timeout 10 openssl s_server -quiet -rev -accept 127.0.0.1:%d "
+             "sleep 8 | timeout 15 openssl s_server -quiet -rev -accept 127.0.0.1:%d "
              "-cert %s -key %s -naccept 2 >/dev/null 2>&1", /* the probe below is one */
              port, srv_cert, srv_key);
     srv = popen(cmd, "w");
