@@ -828,6 +828,116 @@ START_TEST(engine_stop_flushes_tls)
 }
 END_TEST
 
+/* ---- OpenSSL's corner cases ------------------------------------------------------------- */
+
+/* The peer asks for a KeyUpdate, which pants must answer from inside a
+ * read, then sends data: the echo still comes back, in both directions. */
+START_TEST(key_update_is_answered)
+{
+    static const pants_stream_callbacks_t cb = {.on_read = echo_on_read, .on_close = on_close};
+    pants_engine_t *e = engine_up(1);
+    struct ctx c = {0};
+    struct peer p;
+    char addr[64], buf[64];
+    size_t n;
+
+    serve_tls(e, server_ctx(NULL, NULL), &cb, NULL, &c, addr, sizeof(addr));
+    peer_open(&p, addr);
+    ck_assert_str_eq(SSL_get_version(p.ssl), "TLSv1.3");
+    for (int round = 0; round < 3; round++) {
+        ck_assert_int_eq(SSL_key_update(p.ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+        ck_assert_int_eq(SSL_write_ex(p.ssl, "ping", 4, &n), 1);
+        ck_assert_int_eq(SSL_read_ex(p.ssl, buf, sizeof(buf), &n), 1);
+        ck_assert_uint_eq(n, 4);
+        ck_assert_mem_eq(buf, "ping", 4);
+    }
+    peer_close(&p);
+    ck_assert(pt_wait(&c.closed, WAIT_MS));
+    engine_down(e);
+}
+END_TEST
+
+/* A peer that goes away without a close_notify: closed quietly, as a
+ * reset is -- on_close, no on_error. */
+START_TEST(eof_without_close_notify_is_quiet)
+{
+    static const pants_stream_callbacks_t cb = {.on_connect = on_connect, .on_error = on_error, .on_close = on_close};
+    pants_engine_t *e = engine_up(1);
+    struct ctx c = {0};
+    struct peer p;
+    char addr[64];
+
+    serve_tls(e, server_ctx(NULL, NULL), &cb, NULL, &c, addr, sizeof(addr));
+    peer_open(&p, addr);
+    ck_assert(pt_wait(&c.connected, WAIT_MS));
+    close(p.fd); /* no SSL_shutdown */
+    ck_assert(pt_wait(&c.closed, WAIT_MS));
+    ck_assert_int_eq(GET(c.errors), 0);
+    SSL_free(p.ssl);
+    SSL_CTX_free(p.ctx);
+    engine_down(e);
+}
+END_TEST
+
+static void write_16k(pants_stream_t *s)
+{
+    static char block[16384];
+
+    memset(block, 'r', sizeof(block));
+    pants_stream_write(s, block, sizeof(block));
+}
+
+/* A 16 KiB write leaves as one record: the peer's first read gets it all. */
+START_TEST(write_of_16k_is_one_record)
+{
+    static const pants_stream_callbacks_t cb = {.on_connect = write_16k};
+    pants_engine_t *e = engine_up(1);
+    struct ctx c = {0};
+    struct peer p;
+    char addr[64];
+    static unsigned char buf[65536];
+    size_t n;
+
+    serve_tls(e, server_ctx(NULL, NULL), &cb, NULL, &c, addr, sizeof(addr));
+    peer_open(&p, addr);
+    ck_assert_int_eq(SSL_read_ex(p.ssl, buf, sizeof(buf), &n), 1);
+    ck_assert_uint_eq(n, 16384);
+    peer_close(&p);
+    engine_down(e);
+}
+END_TEST
+
+/* TLS 1.2 resumes by session id: the server must have said goodbye with
+ * a close_notify before freeing the connection, or OpenSSL drops the
+ * session from its cache. */
+START_TEST(session_resumption_tls12)
+{
+    static const pants_stream_callbacks_t scb = {.on_connect = bulk_on_connect};
+    static const pants_stream_callbacks_t ccb = {
+        .on_connect = on_connect, .on_connect_error = on_connect_error, .on_read = read_then_close,
+        .on_close = on_close};
+    pants_tls_options_t o = {.ca_file = ca};
+    pants_engine_t *e = engine_up(1);
+    struct ctx sc = {0}, c1 = {0}, c2 = {0};
+    char addr[64];
+    struct ssl_ctx_st *sctx = server_ctx(NULL, NULL), *ctx = pants_tls_client_ctx(&o);
+    struct client_spec cs = {.c = &c1, .cb = &ccb, .name = "localhost", .addr = addr, .shared = ctx};
+
+    ck_assert_int_eq(SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION), 1);
+    serve_tls(e, sctx, &scb, NULL, &sc, addr, sizeof(addr));
+    client(e, &cs);
+    ck_assert(pt_wait(&c1.closed, WAIT_MS));
+    ck_assert_int_eq(GET(c1.reused), 0);
+    cs.c = &c2;
+    client(e, &cs);
+    ck_assert(pt_wait(&c2.connected, WAIT_MS));
+    ck_assert_int_eq(GET(c2.reused), 1);
+    ck_assert(pt_wait(&c2.closed, WAIT_MS));
+    pants_tls_ctx_free(ctx);
+    engine_down(e);
+}
+END_TEST
+
 /* ---- openssl s_server and s_client as peers ------------------------------------------------ */
 
 START_TEST(openssl_s_client_against_pants)
@@ -930,6 +1040,10 @@ Suite *tls_suite(void)
     tcase_add_test(tc, session_resumption);
     tcase_add_test(tc, starttls_both_sides);
     tcase_add_test(tc, engine_stop_flushes_tls);
+    tcase_add_test(tc, key_update_is_answered);
+    tcase_add_test(tc, eof_without_close_notify_is_quiet);
+    tcase_add_test(tc, write_of_16k_is_one_record);
+    tcase_add_test(tc, session_resumption_tls12);
     tcase_add_test(tc, openssl_s_client_against_pants);
     tcase_add_test(tc, pants_client_against_openssl_s_server);
     suite_add_tcase(s, tc);
