@@ -13,8 +13,11 @@
  * reaching on_connect_error(PANTS_ETLS) with a reason; insecure; client
  * certificates required and missing; a plain-text client at a TLS server;
  * a stalled handshake closed by the bound; ALPN; STARTTLS on both sides;
- * session resumption; an engine stop with TLS data queued.
+ * session resumption; an engine stop with TLS data queued.  Built without
+ * OpenSSL, the suite checks that every TLS call says ENOTSUP.
  */
+#include "config.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,12 +30,15 @@
 #include <unistd.h>
 
 #include <check.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include "testutil.h"
 
 Suite *tls_suite(void);
+
+#ifdef HAVE_OPENSSL
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define WAIT_MS 10000
 
@@ -1021,6 +1027,48 @@ START_TEST(pants_client_against_openssl_s_server)
 }
 END_TEST
 
+#else /* !HAVE_OPENSSL */
+
+START_TEST(tls_calls_say_enotsup)
+{
+    pants_tls_options_t o = {.cert_file = "x.pem"};
+    pants_engine_options_t eo = {.threads = 1};
+    pants_engine_t *e = pants_engine_new(&eo);
+    pants_server_t *srv = pants_server_new(e, NULL, NULL, NULL);
+    pants_stream_t *st = pants_stream_new(pants_engine_loop(e, 0), NULL, NULL);
+
+    errno = 0;
+    ck_assert_ptr_null(pants_tls_server_ctx(&o));
+    ck_assert_int_eq(errno, ENOTSUP);
+    errno = 0;
+    ck_assert_ptr_null(pants_tls_client_ctx(NULL));
+    ck_assert_int_eq(errno, ENOTSUP);
+    ck_assert_int_eq(pants_server_set_tls(srv, (struct ssl_ctx_st *)&o), -ENOTSUP);
+    ck_assert_int_eq(pants_stream_start_tls(st, (struct ssl_ctx_st *)&o, NULL), -ENOTSUP);
+    ck_assert_ptr_null(pants_stream_ssl(st));
+    pants_tls_ctx_free(NULL);
+    pants_stream_close(st);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+END_TEST
+
+Suite *tls_suite(void)
+{
+    Suite *s = suite_create("tls");
+    TCase *tc = tcase_create("without");
+
+    tcase_add_test(tc, tls_calls_say_enotsup);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#endif /* HAVE_OPENSSL */
+
+#ifdef HAVE_OPENSSL
 Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -1049,3 +1097,4 @@ Suite *tls_suite(void)
     suite_add_tcase(s, tc);
     return s;
 }
+#endif /* HAVE_OPENSSL */
