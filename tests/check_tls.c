@@ -188,7 +188,7 @@ static void on_connect(pants_stream_t *s)
     if (ssl != NULL) {
         SET(c->reused, SSL_session_reused(ssl));
         SSL_get0_alpn_selected(ssl, &p, &len);
-        if (len < sizeof(c->alpn)) {
+        if (p != NULL && len < sizeof(c->alpn)) {
             memcpy(c->alpn, p, len);
             c->alpn[len] = 0;
         }
