@@ -2,6 +2,7 @@
  *
  *   examples/echo [--threads N] [--listen ADDR] [--line] [--work-us US]
  *                 [--idle-timeout MS] [--frame-timeout MS] [--max-conns N]
+ *                 [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--alpn LIST] [--ktls]]
  *                 [--verbose]
  *
  * Every connection gets back what it sends.  With --line, input is cut at
@@ -20,6 +21,13 @@
  * connection starts with.  --max-conns caps the open connections: more
  * clients wait in the listen backlog until one closes.  --verbose says on
  * stderr which connection timed out.
+ *
+ * --tls-cert and --tls-key make it a TLS server (scripts/make-cert makes
+ * a pair to try): every connection does a handshake first, then echoes
+ * as before.  --tls-ca requires clients to show a certificate signed by
+ * one of its CAs, --alpn picks the first protocol of LIST that a client
+ * offers, --ktls lets the kernel encrypt where it can.  --verbose also
+ * says which handshake failed and why.
  */
 #include <errno.h>
 #include <signal.h>
@@ -31,9 +39,10 @@
 
 #include "pants.h"
 
-static pants_engine_t *engine; /* for the signal handler */
-static bool line_mode;         /* --line */
-static long work_ns;           /* --work-us, in nanoseconds */
+static pants_engine_t *engine;  /* for the signal handler */
+static bool line_mode;          /* --line */
+static long work_ns;            /* --work-us, in nanoseconds */
+static pants_tls_options_t tls; /* --tls-cert and the rest; no cert_file: no TLS */
 
 static void burn(void)
 {
@@ -67,6 +76,19 @@ static void on_timeout(pants_stream_t *s, int kind)
     if (pants_stream_remote_address(s, &a) == 0)
         pants_addr_format(&a, peer, sizeof(peer));
     fprintf(stderr, "echo: %s: %s timeout, closing\n", peer, kinds[kind >= 1 && kind <= 4 ? kind : 0]);
+    pants_stream_close(s);
+}
+
+/* --verbose: a connection's I/O error, or its failed TLS handshake
+ * (pants_strerror names the reason on this thread), then close it. */
+static void on_conn_error(pants_stream_t *s, int err)
+{
+    pants_addr_t a;
+    char peer[128] = "?";
+
+    if (pants_stream_remote_address(s, &a) == 0)
+        pants_addr_format(&a, peer, sizeof(peer));
+    fprintf(stderr, "echo: %s: %s, closing\n", peer, pants_strerror(err));
     pants_stream_close(s);
 }
 
@@ -120,7 +142,12 @@ static int usage(const char *prog, int status)
             "  --idle-timeout MS    close a connection idle (nothing read or sent) for MS\n"
             "  --frame-timeout MS   close a connection whose unfinished line waited MS\n"
             "  --max-conns N        hold at most N connections; more wait to be accepted\n"
-            "  --verbose            say on stderr which connection timed out\n"
+            "  --tls-cert FILE      speak TLS with this PEM certificate (chain)\n"
+            "  --tls-key FILE       and this PEM private key (default: in --tls-cert)\n"
+            "  --tls-ca FILE        require client certificates signed by these CAs\n"
+            "  --alpn LIST          accept these ALPN protocols, e.g. h2,http/1.1\n"
+            "  --ktls               let the kernel encrypt where it can (kernel TLS)\n"
+            "  --verbose            say on stderr which connection timed out or failed\n"
             "  --help               this text\n",
             prog);
     return status;
@@ -136,7 +163,28 @@ static bool number(const char *arg, unsigned long long *out)
     return errno == 0 && end != arg && *end == '\0' && arg[0] != '-';
 }
 
-/* The limits every connection starts with, then listen.  0 or a negative
+/* --tls-cert: a server context, handed to srv (which keeps its own
+ * reference).  0 or a negative errno, said on stderr. */
+static int set_tls(pants_server_t *srv)
+{
+    struct ssl_ctx_st *ctx;
+    int rc;
+
+    ctx = pants_tls_server_ctx(&tls);
+    if (ctx == NULL) {
+        rc = -errno;
+        fprintf(stderr, "echo: --tls-cert/--tls-key/--tls-ca/--alpn: %s\n",
+                rc == -EINVAL ? pants_strerror(PANTS_ETLS) : pants_strerror(rc));
+        return rc;
+    }
+    rc = pants_server_set_tls(srv, ctx);
+    if (rc < 0)
+        fprintf(stderr, "echo: TLS: %s\n", pants_strerror(rc));
+    pants_tls_ctx_free(ctx);
+    return rc;
+}
+
+/* The limits every connection starts with, TLS, then listen.  0 or a negative
  * errno, said on stderr. */
 static int start_server(pants_server_t *srv, const char *addr, const pants_stream_options_t *o,
                         size_t max_conns)
@@ -147,6 +195,8 @@ static int start_server(pants_server_t *srv, const char *addr, const pants_strea
         fprintf(stderr, "echo: --idle-timeout/--frame-timeout: %s\n", pants_strerror(rc));
     else if ((rc = pants_server_set_max_connections(srv, max_conns)) < 0)
         fprintf(stderr, "echo: --max-conns: %s\n", pants_strerror(rc));
+    else if (tls.cert_file != NULL && (rc = set_tls(srv)) < 0)
+        return rc; /* set_tls said why */
     else if ((rc = pants_server_listen(srv, addr, 0)) < 0)
         fprintf(stderr, "echo: listen on %s: %s\n", addr, pants_strerror(rc));
     return rc;
@@ -168,12 +218,23 @@ int main(int argc, char **argv)
             return usage(argv[0], 0);
         else if (strcmp(arg, "--line") == 0)
             line_mode = true;
-        else if (strcmp(arg, "--verbose") == 0 || strcmp(arg, "-v") == 0)
+        else if (strcmp(arg, "--verbose") == 0 || strcmp(arg, "-v") == 0) {
             ccb.on_timeout = on_timeout;
+            ccb.on_error = on_conn_error;
+        } else if (strcmp(arg, "--ktls") == 0)
+            tls.ktls = true;
         else if (i + 1 == argc)
             return usage(argv[0], 2);
         else if (strcmp(arg, "--listen") == 0)
             listen_addr = argv[++i];
+        else if (strcmp(arg, "--tls-cert") == 0)
+            tls.cert_file = argv[++i];
+        else if (strcmp(arg, "--tls-key") == 0)
+            tls.key_file = argv[++i];
+        else if (strcmp(arg, "--tls-ca") == 0)
+            tls.ca_file = argv[++i];
+        else if (strcmp(arg, "--alpn") == 0)
+            tls.alpn = argv[++i];
         else if (!number(argv[++i], &n)) /* the rest take a number */
             return usage(argv[0], 2);
         else if (strcmp(arg, "--threads") == 0)
@@ -189,6 +250,8 @@ int main(int argc, char **argv)
         else
             return usage(argv[0], 2);
     }
+    if (tls.cert_file == NULL && (tls.key_file || tls.ca_file || tls.alpn || tls.ktls))
+        return usage(argv[0], 2); /* TLS options without a certificate */
     raise_fd_limit();
     engine = pants_engine_new(&opts);
     if (engine == NULL) {
