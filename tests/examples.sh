@@ -13,6 +13,15 @@
 # --idle-timeout (a silent client is closed, not before the timeout, a
 # talking one is not) and --frame-timeout (a client that trickles a line
 # it never finishes is closed, one that finishes its lines is not).
+#
+# TLS: scripts/make-cert makes a certificate into the temporary directory
+# (nothing secret is kept in the tree), echo serves with it, and a line
+# must come back through `openssl s_client` and through tls-client (with
+# the ALPN protocol they agreed on); tls-client must refuse the same
+# server when it does not know the CA (exit 1, and why on stderr).  With
+# --tls-ca, echo serves a tls-client that shows a certificate and
+# refuses one that does not.  Skipped without the openssl command or
+# when built --without-openssl.
 set -u
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/pants-examples.XXXXXX")
@@ -75,6 +84,57 @@ client() {
         echo "ok: $what: $out"
     else
         fail "$what: $out"
+    fi
+}
+
+# tls_line WHAT CMD...: a TLS client CMD gets a line on stdin, which must
+# come back on its stdout within 10 s; then its stdin ends, and it must
+# exit 0 (it is killed after 20 s in all).
+tls_line() {
+    what=$1
+    shift
+    line="a line over TLS, $$"
+    rm -f "$dir/in"
+    mkfifo "$dir/in"
+    timeout 20 "$@" <"$dir/in" >"$dir/client.out" 2>"$dir/client.err" &
+    client_pid=$!
+    pids="$pids $client_pid"
+    exec 3>"$dir/in" # stdin stays open until the line is back
+    echo "$line" >&3
+    for _ in $(seq 1 200); do
+        grep -qxF "$line" "$dir/client.out" && break
+        sleep 0.05
+    done
+    exec 3>&-
+    wait "$client_pid"
+    rc=$?
+    if ! grep -qxF "$line" "$dir/client.out"; then
+        fail "$what: the line did not come back: $(cat "$dir/client.err")"
+    elif [ "$rc" -ne 0 ]; then
+        fail "$what: exited $rc after its stdin ended: $(cat "$dir/client.err")"
+    else
+        echo "ok: $what"
+    fi
+}
+
+# tls_refused WHAT CMD...: a TLS client CMD (its stdin left open) must
+# exit 1 within 10 s and say "TLS failure" on stderr.
+tls_refused() {
+    what=$1
+    shift
+    rm -f "$dir/in"
+    mkfifo "$dir/in"
+    timeout 10 "$@" <"$dir/in" >"$dir/client.out" 2>"$dir/client.err" &
+    client_pid=$!
+    pids="$pids $client_pid"
+    exec 3>"$dir/in"
+    wait "$client_pid"
+    rc=$?
+    exec 3>&-
+    if [ "$rc" -ne 1 ] || ! grep -q "TLS failure" "$dir/client.err"; then
+        fail "$what: exited $rc: $(cat "$dir/client.err")"
+    else
+        echo "ok: $what: $(grep "TLS failure" "$dir/client.err" | head -n 1)"
     fi
 }
 
@@ -196,10 +256,40 @@ EOF
     stop frame
 fi
 
-if examples/echo --help | grep -q -- --max-conns; then
+if examples/echo --help | grep -q -- --max-conns && examples/echo --help | grep -q -- --tls-cert; then
     echo "ok: echo --help"
 else
     fail "echo --help does not list its options"
+fi
+
+if ! command -v openssl >/dev/null; then
+    echo "skip: TLS: no openssl command"
+elif [ ! -x examples/tls-client ]; then
+    echo "skip: TLS: built without OpenSSL"
+elif ! "${srcdir:-.}/scripts/make-cert" "$dir/cert" >"$dir/make-cert.out" 2>&1; then
+    fail "scripts/make-cert: $(cat "$dir/make-cert.out")"
+else
+    cert=$dir/cert/cert.pem
+    key=$dir/cert/key.pem
+    if start tls examples/echo --threads 2 --line --alpn h2,http/1.1 --listen 127.0.0.1:0 \
+        --tls-cert "$cert" --tls-key "$key"; then
+        tls_line "echo --tls-cert, openssl s_client" openssl s_client -quiet -no_ign_eof \
+            -verify_return_error -connect "$addr" -servername localhost -CAfile "$cert"
+        tls_line "echo --tls-cert, tls-client --ca" examples/tls-client "$addr" \
+            --servername localhost --ca "$cert" --alpn http/1.1
+        grep -q "ALPN http/1.1" "$dir/client.err" || fail "tls-client: no ALPN: $(cat "$dir/client.err")"
+        tls_refused "echo --tls-cert, tls-client without --ca" examples/tls-client "$addr" \
+            --servername localhost
+        stop tls
+    fi
+    if start mtls examples/echo --threads 1 --line --listen 127.0.0.1:0 \
+        --tls-cert "$cert" --tls-key "$key" --tls-ca "$cert"; then
+        tls_line "echo --tls-ca, tls-client --cert" examples/tls-client "$addr" \
+            --ca "$cert" --cert "$cert" --key "$key"
+        tls_refused "echo --tls-ca, tls-client without --cert" examples/tls-client "$addr" \
+            --ca "$cert"
+        stop mtls
+    fi
 fi
 
 if start udp examples/udp-echo --listen 127.0.0.1:0; then
