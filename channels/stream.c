@@ -244,16 +244,23 @@ int pants_stream_family(const pants_stream_t *s)
     return s ? s->family : AF_UNSPEC;
 }
 
+/* Connected: open, or in its TLS handshake (a failed one's on_error may
+ * still ask who the peer was). */
+static bool has_peer(const pants_stream_t *s)
+{
+    return (s->state == S_OPEN || s->state == S_HANDSHAKE) && s->fd >= 0;
+}
+
 int pants_stream_remote_address(const pants_stream_t *s, pants_addr_t *a)
 {
-    if (s == NULL || s->state != S_OPEN)
+    if (s == NULL || !has_peer(s))
         return s ? -ENOTCONN : -EINVAL;
     return pants__addr_of_fd(s->fd, true, a);
 }
 
 int pants_stream_local_address(const pants_stream_t *s, pants_addr_t *a)
 {
-    if (s == NULL || s->state != S_OPEN)
+    if (s == NULL || !has_peer(s))
         return s ? -ENOTCONN : -EINVAL;
     return pants__addr_of_fd(s->fd, false, a);
 }

@@ -258,8 +258,10 @@ static int set_alpn(SSL_CTX *ctx, const pants_tls_options_t *o, bool server)
 
     if (o->alpn == NULL)
         return 0;
-    if (alpn_wire(o->alpn, info->alpn, &info->alpn_len) < 0 || info->alpn_len == 0)
+    if (alpn_wire(o->alpn, info->alpn, &info->alpn_len) < 0 || info->alpn_len == 0) {
+        pants__tls_note_error("bad ALPN list (comma-separated names of 1 to 255 bytes)");
         return -EINVAL;
+    }
     if (server)
         SSL_CTX_set_alpn_select_cb(ctx, select_alpn, info);
     else if (SSL_CTX_set_alpn_protos(ctx, info->alpn, (unsigned)info->alpn_len) != 0)

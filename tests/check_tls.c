@@ -128,6 +128,7 @@ struct ctx {
     int closed;          /* on_close calls */
     int error;           /* on_error's code */
     int errors;          /* on_error calls */
+    int addr_rc;         /* pants_stream_remote_address inside on_error */
     int connect_error;   /* on_connect_error's code */
     char reason[256];    /* pants_strerror inside the error callback */
     int reused;          /* SSL_session_reused at on_connect */
@@ -173,7 +174,10 @@ static void on_error(pants_stream_t *s, int err)
 {
     struct ctx *c = ctx_of(s);
 
+    pants_addr_t a;
+
     snprintf(c->reason, sizeof(c->reason), "%s", pants_strerror(err));
+    SET(c->addr_rc, pants_stream_remote_address(s, &a));
     SET(c->error, err);
     INC(c->errors);
 }
@@ -636,6 +640,7 @@ START_TEST(plain_text_client_at_tls_server)
     ck_assert_int_eq(send(fd, "GET / HTTP/1.0\r\n\r\n", 18, 0), 18);
     ck_assert(pt_wait(&c.closed, WAIT_MS));
     ck_assert_int_eq(GET(c.error), PANTS_ETLS);
+    ck_assert_int_eq(GET(c.addr_rc), 0); /* the peer is still known there */
     ck_assert_int_eq(GET(c.connected), 0);
     while (recv(fd, buf, sizeof(buf), 0) > 0)
         ;
