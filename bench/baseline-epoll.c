@@ -10,7 +10,20 @@
  * message.  No framework can beat this on one core by much; bench/run uses
  * it as the yardstick for pants with one worker.
  *
+ * With --tls it is the TLS floor: the same loop with OpenSSL on each
+ * connection's socket (SSL_set_fd, the context of bench/tls.c, which has
+ * pants' settings), non-blocking SSL_do_handshake, then one SSL_read per
+ * readiness (one record) written back with one SSL_write.  OpenSSL's
+ * WANT_READ and WANT_WRITE decide what the connection waits for: EPOLLIN
+ * or EPOLLOUT for a handshake step as OpenSSL asks, EPOLLOUT for a read that
+ * must write first, EPOLLIN for a write that must read first; a write that
+ * could not finish is retried with the same length (its bytes kept in the
+ * connection's output, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), and reading
+ * stops meanwhile.  A connection ends with one SSL_shutdown (a close_notify,
+ * not waited for).
+ *
  * Usage: baseline-epoll --listen ADDR [--line] [--work-us US]
+ *                       [--tls --tls-cert FILE [--tls-key FILE]]
  * Prints "listening on ADDR" once ready; SIGINT/SIGTERM end it cleanly.
  */
 /* accept4 (AM_CPPFLAGS sets it too; this is for hand builds). */
@@ -32,13 +45,28 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#ifdef BENCH_TLS
+#include "tls.h"
+
+#include <openssl/err.h>
+#endif
+
 #define READ_SIZE  (256 * 1024) /* one read at most */
 #define MAX_EVENTS 256          /* events per epoll_wait */
 #define IOV_BATCH  64           /* lines per writev */
 
+struct ssl_st;     /* SSL, when built with OpenSSL */
+struct ssl_ctx_st; /* SSL_CTX */
+
 /* One client connection. */
 struct conn {
     int fd;                   /* the socket */
+    uint32_t events;          /* epoll events registered */
+    struct ssl_st *ssl;       /* --tls: its TLS, on fd; NULL without */
+    bool handshaking;         /* --tls: the handshake has not finished */
+    bool read_wants_write;    /* --tls: SSL_read stopped on WANT_WRITE */
+    bool write_wants_read;    /* --tls: SSL_write stopped on WANT_READ */
+    size_t retry_len;         /* --tls: the length a stopped SSL_write must retry with; 0 = none */
     char *out;                /* bytes the kernel has not taken yet, or NULL */
     size_t out_len;           /* bytes held in out */
     size_t out_off;           /* bytes of out already written */
@@ -57,6 +85,9 @@ struct server {
     bool line;                    /* --line: one message per line */
     unsigned work_us;             /* --work-us: CPU burned per message */
     char *rbuf;                   /* the shared read buffer */
+    struct ssl_ctx_st *tls;       /* --tls: the server context, or NULL */
+    const char *tls_cert;         /* --tls-cert: PEM certificate chain */
+    const char *tls_key;          /* --tls-key: PEM private key (NULL: in tls_cert) */
     struct conn *conns;           /* list head of every connection */
     struct sockaddr_storage addr; /* the listening address */
     socklen_t addr_len;           /* bytes of addr in use */
@@ -90,16 +121,138 @@ static int out_append(struct conn *c, const char *data, size_t len)
     return 0;
 }
 
-/* Listen for readable (true) or writable (false) only. */
-static void conn_watch(struct server *s, struct conn *c, bool readable)
+/* Register exactly events (EPOLLIN or EPOLLOUT) for c. */
+static void conn_watch(struct server *s, struct conn *c, uint32_t events)
 {
-    struct epoll_event ev = {.events = readable ? EPOLLIN : EPOLLOUT, .data.ptr = c};
+    struct epoll_event ev = {.events = events, .data.ptr = c};
 
+    if (events == c->events)
+        return;
     epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->events = events;
 }
+
+/* The output pending on c has all been written. */
+static void out_done(struct conn *c)
+{
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = c->out_cap = 0;
+}
+
+#ifdef BENCH_TLS
+
+/* What an established TLS connection waits for: to write out what is
+ * pending (reading stops meanwhile), else to read; turned round when
+ * OpenSSL must read to write or write to read. */
+static uint32_t conn_want(const struct conn *c)
+{
+    if (c->out_len > 0)
+        return c->write_wants_read ? EPOLLIN : EPOLLOUT;
+    return c->read_wants_write ? EPOLLOUT : EPOLLIN;
+}
+
+/* TLS on c's socket, server side. */
+static int tls_start(struct server *s, struct conn *c)
+{
+    c->handshaking = true;
+    c->ssl = SSL_new(s->tls);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+        ERR_clear_error();
+        return -1;
+    }
+    SSL_set_accept_state(c->ssl);
+    return 0;
+}
+
+/* A close_notify once the handshake is done (not waited for), then free. */
+static void tls_end(struct conn *c)
+{
+    ERR_clear_error();
+    if (!c->handshaking)
+        SSL_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    ERR_clear_error();
+    c->ssl = NULL;
+}
+
+/* SSL_write of len bytes returned rc: 0 when it must be retried with the
+ * same length (after the socket turns writable, or readable), or -1. */
+static int tls_write_stopped(struct conn *c, int rc, size_t len)
+{
+    int e = SSL_get_error(c->ssl, rc);
+
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+        return -1;
+    c->retry_len = len;
+    c->write_wants_read = e == SSL_ERROR_WANT_READ;
+    return 0;
+}
+
+/* Write out c's pending output, a stopped write first.  0 (all written, or
+ * stopped again: see retry_len) or -1. */
+static int tls_flush(struct conn *c)
+{
+    while (c->out_off < c->out_len) {
+        size_t len = c->retry_len ? c->retry_len : c->out_len - c->out_off, done = 0;
+        int rc;
+
+        ERR_clear_error();
+        rc = SSL_write_ex(c->ssl, c->out + c->out_off, len, &done);
+        if (rc != 1)
+            return tls_write_stopped(c, rc, len);
+        c->out_off += done;
+        c->retry_len = 0;
+        c->write_wants_read = false;
+    }
+    out_done(c);
+    return 0;
+}
+
+/* Encrypt and send iov, or queue it behind a write that has to be retried.
+ * A single buffer goes straight to SSL_write; if that stops, its bytes are
+ * kept in c->out to be retried from there (the moving write buffer). */
+static int tls_send(struct conn *c, struct iovec *iov, int cnt)
+{
+    int i;
+
+    if (c->out_len == 0 && cnt == 1) {
+        size_t done = 0;
+        int rc;
+
+        ERR_clear_error();
+        rc = SSL_write_ex(c->ssl, iov[0].iov_base, iov[0].iov_len, &done);
+        if (rc == 1)
+            return 0;
+        if (tls_write_stopped(c, rc, iov[0].iov_len) < 0)
+            return -1;
+        return out_append(c, iov[0].iov_base, iov[0].iov_len);
+    }
+    for (i = 0; i < cnt; i++)
+        if (out_append(c, iov[i].iov_base, iov[i].iov_len) < 0)
+            return -1;
+    return c->retry_len ? 0 : tls_flush(c);
+}
+
+#else /* !BENCH_TLS: --tls is refused, c->ssl is always NULL */
+
+static void tls_end(struct conn *c)
+{
+    (void)c;
+}
+
+static int tls_send(struct conn *c, struct iovec *iov, int cnt)
+{
+    (void)c, (void)iov, (void)cnt;
+    return -1;
+}
+
+#endif /* BENCH_TLS */
 
 static void conn_close(struct server *s, struct conn *c)
 {
+    if (c->ssl)
+        tls_end(c);
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
@@ -121,6 +274,8 @@ static int conn_send(struct conn *c, struct iovec *iov, int cnt)
 
     if (cnt == 0)
         return 0;
+    if (c->ssl)
+        return tls_send(c, iov, cnt);
     if (c->out_len == 0) {
         w = writev(c->fd, iov, cnt);
         if (w < 0 && errno != EAGAIN && errno != EINTR)
@@ -147,10 +302,8 @@ static int conn_drain(struct server *s, struct conn *c)
     c->out_off += (size_t)w;
     if (c->out_off < c->out_len)
         return 0;
-    free(c->out);
-    c->out = NULL;
-    c->out_len = c->out_off = c->out_cap = 0;
-    conn_watch(s, c, true);
+    out_done(c);
+    conn_watch(s, c, EPOLLIN);
     return 0;
 }
 
@@ -209,35 +362,122 @@ static int echo_lines(struct server *s, struct conn *c, char *buf, size_t n)
     return 0;
 }
 
+/* n bytes read from c, echoed: one message, or its lines with --line. */
+static int echo(struct server *s, struct conn *c, char *buf, size_t n)
+{
+    struct iovec iov = {buf, n};
+
+    if (s->line)
+        return echo_lines(s, c, buf, n);
+    bench_burn_us(s->work_us);
+    return conn_send(c, &iov, 1);
+}
+
 /* One read, echoed.  0, or -1 when the connection is over. */
 static int conn_read(struct server *s, struct conn *c)
 {
     ssize_t r = read(c->fd, s->rbuf, READ_SIZE);
-    struct iovec iov;
 
     if (r < 0)
         return errno == EAGAIN || errno == EINTR ? 0 : -1;
     if (r == 0)
         return -1;
-    if (s->line) {
-        if (echo_lines(s, c, s->rbuf, (size_t)r) < 0)
-            return -1;
-    } else {
-        bench_burn_us(s->work_us);
-        iov = (struct iovec){s->rbuf, (size_t)r};
-        if (conn_send(c, &iov, 1) < 0)
-            return -1;
-    }
+    if (echo(s, c, s->rbuf, (size_t)r) < 0)
+        return -1;
     if (c->out_len > 0)
-        conn_watch(s, c, false);
+        conn_watch(s, c, EPOLLOUT);
     return 0;
 }
+
+#ifdef BENCH_TLS
+
+/* One SSL_read (one record), echoed.  0, or -1 when the connection is over
+ * (a close_notify, an EOF, a reset, a bad record). */
+static int tls_read(struct server *s, struct conn *c)
+{
+    size_t got = 0;
+    int rc;
+
+    ERR_clear_error();
+    rc = SSL_read_ex(c->ssl, s->rbuf, READ_SIZE, &got);
+    c->read_wants_write = false;
+    if (rc == 1)
+        return echo(s, c, s->rbuf, got);
+    switch (SSL_get_error(c->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        c->read_wants_write = true;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+static int tls_event(struct server *s, struct conn *c);
+
+/* One step of the server side of the handshake. */
+static int tls_handshake(struct server *s, struct conn *c)
+{
+    int rc;
+
+    ERR_clear_error();
+    rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        c->handshaking = false;
+        if (SSL_has_pending(c->ssl))
+            return tls_event(s, c);
+        conn_watch(s, c, EPOLLIN);
+        return 0;
+    }
+    switch (SSL_get_error(c->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        conn_watch(s, c, EPOLLIN);
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        conn_watch(s, c, EPOLLOUT);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* c's socket is ready for what c waits for (one direction at a time). */
+static int tls_event(struct server *s, struct conn *c)
+{
+    int rc;
+
+    if (c->handshaking)
+        return tls_handshake(s, c);
+    rc = c->out_len > 0 ? tls_flush(c) : tls_read(s, c);
+    if (rc == 0)
+        conn_watch(s, c, conn_want(c));
+    return rc;
+}
+
+#else
+
+static int tls_start(struct server *s, struct conn *c)
+{
+    (void)s, (void)c;
+    return -1;
+}
+
+static int tls_event(struct server *s, struct conn *c)
+{
+    (void)s, (void)c;
+    return -1;
+}
+
+#endif /* BENCH_TLS */
 
 static void conn_event(struct server *s, struct conn *c, uint32_t events)
 {
     int rc = 0;
 
-    if (c->out_len > 0 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+    if (c->ssl)
+        rc = tls_event(s, c);
+    else if (c->out_len > 0 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         rc = conn_drain(s, c);
     else if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
         rc = conn_read(s, c);
@@ -260,6 +500,7 @@ static bool accept_one(struct server *s)
         return true;
     }
     c->fd = fd;
+    c->events = EPOLLIN;
     bench_set_nodelay(fd);
     ev.data.ptr = c;
     epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -267,6 +508,8 @@ static bool accept_one(struct server *s)
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
+    if (s->tls && tls_start(s, c) < 0)
+        conn_close(s, c);
     return true;
 }
 
@@ -325,6 +568,10 @@ static int server_open(struct server *s)
         fprintf(stderr, "baseline-epoll: cannot listen: %s\n", strerror(s->lfd < 0 ? -s->lfd : errno));
         return -1;
     }
+#ifdef BENCH_TLS
+    if (s->tls_cert && (s->tls = bench_tls_server_ctx("baseline-epoll", s->tls_cert, s->tls_key)) == NULL)
+        return -1;
+#endif
     watch(s, s->lfd, &s->lfd);
     watch(s, s->sigfd, &s->sigfd);
     getsockname(s->lfd, (struct sockaddr *)&bound, &blen);
@@ -347,24 +594,53 @@ static void server_close(struct server *s)
     if (s->epfd >= 0)
         close(s->epfd);
     free(s->rbuf);
+#ifdef BENCH_TLS
+    SSL_CTX_free(s->tls);
+#endif
 }
 
+/* The TLS options are listed only when built with OpenSSL (bench/run looks). */
 static void usage(FILE *f)
 {
     fprintf(f, "usage: baseline-epoll --listen ADDR [--line] [--work-us US]\n"
-               "  --listen ADDR   host:port, [v6]:port or unix:/path\n"
-               "  --line          one message per '\\n'-terminated line\n"
-               "  --work-us US    burn US microseconds of CPU per message\n");
+               "  --listen ADDR     host:port, [v6]:port or unix:/path\n"
+               "  --line            one message per '\\n'-terminated line\n"
+               "  --work-us US      burn US microseconds of CPU per message\n");
+#ifdef BENCH_TLS
+    fprintf(f, "  --tls             speak TLS (OpenSSL, pants' settings), one SSL_read per readiness\n"
+               "  --tls-cert FILE   its PEM certificate chain\n"
+               "  --tls-key FILE    its PEM private key (default: in --tls-cert)\n");
+#endif
+}
+
+/* --tls wants a certificate, the certificate wants --tls, both OpenSSL. */
+static void check_tls(const struct server *s, bool tls)
+{
+    const char *why = NULL;
+
+#ifndef BENCH_TLS
+    if (tls)
+        why = "built without OpenSSL: no --tls";
+#endif
+    if (why == NULL && tls && s->tls_cert == NULL)
+        why = "--tls needs --tls-cert FILE";
+    else if (why == NULL && !tls && (s->tls_cert || s->tls_key))
+        why = "--tls-cert and --tls-key need --tls";
+    if (why) {
+        fprintf(stderr, "baseline-epoll: %s\n", why);
+        exit(2);
+    }
 }
 
 static void parse_args(struct server *s, int argc, char **argv)
 {
-    static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
-                                         {"line", no_argument, NULL, 'L'},
-                                         {"work-us", required_argument, NULL, 'w'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},   {"line", no_argument, NULL, 'L'},
+        {"work-us", required_argument, NULL, 'w'},  {"tls", no_argument, NULL, 't'},
+        {"tls-cert", required_argument, NULL, 'c'}, {"tls-key", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *listen_at = NULL;
+    bool tls = false;
     int o;
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -374,6 +650,12 @@ static void parse_args(struct server *s, int argc, char **argv)
             s->line = true;
         else if (o == 'w')
             s->work_us = (unsigned)bench_parse_ulong("--work-us", optarg, 10000000);
+        else if (o == 't')
+            tls = true;
+        else if (o == 'c')
+            s->tls_cert = optarg;
+        else if (o == 'k')
+            s->tls_key = optarg;
         else {
             usage(o == 'h' ? stdout : stderr);
             exit(o == 'h' ? 0 : 2);
@@ -383,6 +665,7 @@ static void parse_args(struct server *s, int argc, char **argv)
         usage(stderr);
         exit(2);
     }
+    check_tls(s, tls);
     if (bench_addr_parse(listen_at, &s->addr, &s->addr_len) < 0) {
         fprintf(stderr, "baseline-epoll: bad address '%s'\n", listen_at);
         exit(2);
