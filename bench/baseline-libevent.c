@@ -8,7 +8,15 @@
  * message.  Accepted TCP sockets get TCP_NODELAY, as in the other servers, so
  * that Nagle's algorithm plays no part in any comparison.
  *
- * Usage: baseline-libevent --listen ADDR [--line] [--work-us US] | --version
+ * With --tls each connection is a bufferevent_openssl on the socket
+ * (bufferevent_openssl_socket_new, BUFFEREVENT_SSL_ACCEPTING), over the
+ * server context of bench/tls.c (pants' settings), with libevent's defaults
+ * otherwise and a dirty shutdown (an EOF without close_notify) allowed:
+ * what a libevent user writes for a TLS server by hand.  Freeing it frees
+ * the SSL and closes the socket.
+ *
+ * Usage: baseline-libevent --listen ADDR [--line] [--work-us US]
+ *                          [--tls --tls-cert FILE [--tls-key FILE]] | --version
  * Prints "listening on ADDR" once ready; SIGINT/SIGTERM end it cleanly.
  */
 /* As in the other programs (AM_CPPFLAGS sets it too). */
@@ -30,12 +38,21 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#ifdef BENCH_TLS
+#include "tls.h"
+
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#endif
+
 /* One client connection. */
 struct conn {
     struct bufferevent *bev;  /* the socket and its two buffers */
     struct server *srv;       /* the server it belongs to */
     struct conn *prev, *next; /* every connection, to free them at exit */
 };
+
+struct ssl_ctx_st; /* SSL_CTX, when built with OpenSSL */
 
 /* The whole server. */
 struct server {
@@ -45,6 +62,9 @@ struct server {
     struct event *sigterm;        /* SIGTERM: stop */
     bool line;                    /* --line: one message per line */
     unsigned work_us;             /* --work-us: CPU burned per message */
+    struct ssl_ctx_st *tls;       /* --tls: the server context, or NULL */
+    const char *tls_cert;         /* --tls-cert: PEM certificate chain */
+    const char *tls_key;          /* --tls-key: PEM private key (NULL: in tls_cert) */
     struct conn *conns;           /* list head of every connection */
     struct sockaddr_storage addr; /* the listening address */
     socklen_t addr_len;           /* bytes of addr in use */
@@ -99,6 +119,38 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         conn_free(arg);
 }
 
+#ifdef BENCH_TLS
+
+/* --tls: a bufferevent_openssl doing the server side on fd, or NULL (fd
+ * is then still open). */
+static struct bufferevent *tls_bufferevent(struct server *s, evutil_socket_t fd)
+{
+    struct bufferevent *bev;
+    SSL *ssl = SSL_new(s->tls);
+
+    if (ssl == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+    bev = bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+#else
+
+static struct bufferevent *tls_bufferevent(struct server *s, evutil_socket_t fd)
+{
+    (void)s, (void)fd;
+    return NULL;
+}
+
+#endif /* BENCH_TLS */
+
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -108,7 +160,10 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     (void)lev, (void)sa, (void)salen;
     if (c == NULL)
         goto fail_close;
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->tls)
+        c->bev = tls_bufferevent(s, fd);
+    else
+        c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL)
         goto fail_free;
     bench_set_nodelay(fd);
@@ -150,6 +205,10 @@ static int server_open(struct server *s)
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE;
 
     signal(SIGPIPE, SIG_IGN);
+#ifdef BENCH_TLS
+    if (s->tls_cert && (s->tls = bench_tls_server_ctx("baseline-libevent", s->tls_cert, s->tls_key)) == NULL)
+        return -1;
+#endif
     s->base = event_base_new();
     if (s->base == NULL)
         return -1;
@@ -184,25 +243,59 @@ static void server_close(struct server *s)
         event_free(s->sigterm);
     if (s->base)
         event_base_free(s->base);
+#ifdef BENCH_TLS
+    SSL_CTX_free(s->tls);
+#endif
 }
 
+/* The TLS options are listed only when built with them (bench/run looks). */
 static void usage(FILE *f)
 {
     fprintf(f, "usage: baseline-libevent --listen ADDR [--line] [--work-us US]\n"
                "       baseline-libevent --version\n"
-               "  --listen ADDR   host:port, [v6]:port or unix:/path\n"
-               "  --line          one message per '\\n'-terminated line (evbuffer_readln)\n"
-               "  --work-us US    burn US microseconds of CPU per message\n"
-               "  --version       print the libevent version in use and exit\n");
+               "  --listen ADDR     host:port, [v6]:port or unix:/path\n"
+               "  --line            one message per '\\n'-terminated line (evbuffer_readln)\n"
+               "  --work-us US      burn US microseconds of CPU per message\n"
+               "  --version         print the libevent version in use and exit\n");
+#ifdef BENCH_TLS
+    fprintf(f, "  --tls             speak TLS: a bufferevent_openssl per connection\n"
+               "  --tls-cert FILE   its PEM certificate chain\n"
+               "  --tls-key FILE    its PEM private key (default: in --tls-cert)\n");
+#endif
+}
+
+/* --tls wants a certificate, the certificate wants --tls, both OpenSSL. */
+static void check_tls(const struct server *s, bool tls)
+{
+    const char *why = NULL;
+
+#ifndef BENCH_TLS
+    if (tls)
+        why = "built without OpenSSL or libevent_openssl: no --tls";
+#endif
+    if (why == NULL && tls && s->tls_cert == NULL)
+        why = "--tls needs --tls-cert FILE";
+    else if (why == NULL && !tls && (s->tls_cert || s->tls_key))
+        why = "--tls-cert and --tls-key need --tls";
+    if (why) {
+        fprintf(stderr, "baseline-libevent: %s\n", why);
+        exit(2);
+    }
 }
 
 static void parse_args(struct server *s, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},  {"line", no_argument, NULL, 'L'},
-        {"work-us", required_argument, NULL, 'w'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
+                                         {"line", no_argument, NULL, 'L'},
+                                         {"work-us", required_argument, NULL, 'w'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"tls", no_argument, NULL, 't'},
+                                         {"tls-cert", required_argument, NULL, 'c'},
+                                         {"tls-key", required_argument, NULL, 'k'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *listen_at = NULL;
+    bool tls = false;
     int o;
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -212,6 +305,12 @@ static void parse_args(struct server *s, int argc, char **argv)
             s->line = true;
         } else if (o == 'w') {
             s->work_us = (unsigned)bench_parse_ulong("--work-us", optarg, 10000000);
+        } else if (o == 't') {
+            tls = true;
+        } else if (o == 'c') {
+            s->tls_cert = optarg;
+        } else if (o == 'k') {
+            s->tls_key = optarg;
         } else if (o == 'V') {
             printf("%s\n", event_get_version());
             exit(0);
@@ -224,6 +323,7 @@ static void parse_args(struct server *s, int argc, char **argv)
         usage(stderr);
         exit(2);
     }
+    check_tls(s, tls);
     if (bench_addr_parse(listen_at, &s->addr, &s->addr_len) < 0) {
         fprintf(stderr, "baseline-libevent: bad address '%s'\n", listen_at);
         exit(2);
