@@ -23,6 +23,9 @@
  *                          --pipeline datagrams in flight; one that is not
  *                          answered within --timeout is counted lost and a
  *                          new one takes its place, so loss never stalls it.
+ *   handshakes             --churn over TLS (--handshakes): connect, full
+ *   (--handshakes)         TLS handshake (or a resumed one, --tls-resume),
+ *                          one message, close, again: handshakes per second.
  *   burst (--burst N)      open N connections back to back, each with a
  *                          blocking connect (or, with --burst-parallel, all
  *                          N nonblocking connects at once, then wait for
@@ -49,6 +52,21 @@
  * --warmup.  The loadgen shares the machine with the server, so it reads
  * into a big buffer, once per readiness, and writes each connection's due
  * messages with one send.
+ *
+ * With --tls every TCP mode but --burst speaks TLS, its own OpenSSL client
+ * on the same epoll loops (the context of bench/tls.c, one per thread): a
+ * connection counts as open once its handshake is done; what is due goes
+ * out in one SSL_write (records of up to 16 KiB); each readiness reads with
+ * SSL_read, and on while OpenSSL holds more (read-ahead).  WANT_READ and
+ * WANT_WRITE decide what a connection waits for; a write that stopped is
+ * retried with the same bytes and length.  Every echoed byte is verified as
+ * in plain TCP.  The certificate is not checked (the signature of the
+ * handshake is).  With --tls-resume each new connection offers a session
+ * its thread was given and has not offered yet, the newest first: TLS 1.3
+ * tickets are single-use (OpenSSL offers none twice), and every handshake
+ * brings new ones (two after a full handshake, one after a resumed one);
+ * with none left a connection does a full handshake.  The handshakes that
+ * resumed are counted.  A connection ends with a close_notify.
  */
 /* epoll_pwait2 (AM_CPPFLAGS sets it too; this is for hand builds). */
 #ifndef _GNU_SOURCE
@@ -73,6 +91,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef BENCH_TLS
+#include "tls.h"
+
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#endif
+
 #define RBUF_SIZE      (256 * 1024) /* bytes per read */
 #define WBUF_SIZE      (256 * 1024) /* bytes per send */
 #define MAX_EVENTS     256          /* events per epoll wait */
@@ -96,7 +121,12 @@
 
 enum mode { MODE_CLOSED, MODE_OPEN, MODE_CHURN, MODE_IDLE, MODE_UDP, MODE_BURST };
 
-enum conn_state { CS_NEW, CS_CONNECTING, CS_ACTIVE, CS_DEAD };
+/* CS_HANDSHAKE: --tls, connected and in the TLS handshake. */
+enum conn_state { CS_NEW, CS_CONNECTING, CS_HANDSHAKE, CS_ACTIVE, CS_DEAD };
+
+struct ssl_st;         /* SSL, with --tls */
+struct ssl_ctx_st;     /* SSL_CTX */
+struct ssl_session_st; /* SSL_SESSION */
 
 /* Latencies in nanoseconds, log-bucketed. */
 struct hist {
@@ -118,6 +148,8 @@ struct stats {
     uint64_t lost;         /* --udp: datagrams unanswered within --timeout */
     uint64_t late;         /* --udp: answers to datagrams already given up */
     uint64_t reordered;    /* --udp: answers overtaken by a later datagram's */
+    uint64_t handshakes;   /* --tls: handshakes completed */
+    uint64_t resumed;      /* --tls: of those, the ones that resumed a session */
     struct hist hist;      /* latency of the messages counted */
 };
 
@@ -139,30 +171,38 @@ struct conn {
     uint64_t t_start;      /* when its current connect began */
     uint64_t *stamp;       /* closed loop, --udp: send time per in-flight slot */
     uint64_t *seq;         /* --udp: datagram in flight per slot, or UDP_* */
+    struct ssl_st *ssl;    /* --tls: its TLS, on fd; NULL without */
+    size_t retry_len;      /* --tls: length a stopped SSL_write must retry with; 0 = none */
+    bool read_wants_write; /* --tls: SSL_read stopped on WANT_WRITE */
+    bool write_wants_read; /* --tls: SSL_write stopped on WANT_READ */
 };
 
 /* One load thread with its own epoll loop. */
 struct thread {
-    pthread_t tid;       /* the thread */
-    int epfd;            /* its epoll set */
-    struct conn *conns;  /* its connections */
-    uint32_t nconns;     /* how many */
-    uint32_t next_conn;  /* next one to connect at start-up */
-    uint32_t connecting; /* connects in flight */
-    char *rbuf;          /* read buffer */
-    char *wbuf;          /* send buffer, filled from the pattern */
-    struct conn **dirty; /* --rate: connections with newly due messages */
-    uint32_t ndirty;     /* entries in dirty */
-    struct conn **retry; /* --churn: failed slots to reconnect */
-    uint32_t nretry;     /* entries in retry */
-    uint32_t *resend;    /* --udp: slots of one socket to send anew */
-    uint32_t nresend;    /* entries in resend */
-    uint64_t next_sweep; /* --udp: when to look for lost datagrams next */
-    struct mmsghdr *mm;  /* --udp: recvmmsg / sendmmsg vector */
-    struct iovec *iov;   /* --udp: one buffer per entry of mm */
-    double ns_per_msg;   /* --rate: this thread's interval between messages */
-    uint64_t sched_next; /* --rate: the next message of its schedule */
-    struct stats st;     /* what it measured */
+    pthread_t tid;                   /* the thread */
+    int epfd;                        /* its epoll set */
+    struct conn *conns;              /* its connections */
+    uint32_t nconns;                 /* how many */
+    uint32_t next_conn;              /* next one to connect at start-up */
+    uint32_t connecting;             /* connects in flight */
+    char *rbuf;                      /* read buffer */
+    char *wbuf;                      /* send buffer, filled from the pattern */
+    struct conn **dirty;             /* --rate: connections with newly due messages */
+    uint32_t ndirty;                 /* entries in dirty */
+    struct conn **retry;             /* --churn: failed slots to reconnect */
+    uint32_t nretry;                 /* entries in retry */
+    uint32_t *resend;                /* --udp: slots of one socket to send anew */
+    uint32_t nresend;                /* entries in resend */
+    uint64_t next_sweep;             /* --udp: when to look for lost datagrams next */
+    struct mmsghdr *mm;              /* --udp: recvmmsg / sendmmsg vector */
+    struct iovec *iov;               /* --udp: one buffer per entry of mm */
+    double ns_per_msg;               /* --rate: this thread's interval between messages */
+    uint64_t sched_next;             /* --rate: the next message of its schedule */
+    struct ssl_ctx_st *tls;          /* --tls: its client context */
+    struct ssl_session_st **tickets; /* --tls-resume: sessions given and not offered yet, newest last */
+    uint32_t ntickets;               /* entries in tickets */
+    uint32_t max_tickets;            /* its capacity */
+    struct stats st;                 /* what it measured */
 };
 
 /* Options and shared run state. */
@@ -186,6 +226,11 @@ static struct {
     uint64_t timeout_ns;          /* --timeout: when a datagram is lost */
     uint32_t batch;               /* --udp: datagrams per recvmmsg/sendmmsg */
     bool line;                    /* --line: messages end in '\n' */
+    bool tls;                     /* --tls: over TLS */
+    bool tls_resume;              /* --tls-resume: offer session tickets again */
+    bool handshakes;              /* --handshakes: --churn over TLS, so named */
+    atomic_int tls_told;          /* tls_what has been filled in */
+    char tls_what[128];           /* --tls: version, cipher, group of a handshake */
     bool json;                    /* --json: one JSON object on stdout */
     char *pattern;                /* PAT_PERIOD + size printable bytes */
     uint64_t t_begin;             /* when the threads started */
@@ -349,8 +394,100 @@ static void conn_watch(struct thread *th, struct conn *c, uint32_t events)
     c->events = events;
 }
 
+/* ---- TLS records (--tls) ---------------------------------------------- */
+
+#ifdef BENCH_TLS
+
+/* End c's TLS: a close_notify once the handshake is done (not waited for). */
+static void tls_close(struct conn *c)
+{
+    ERR_clear_error();
+    if (c->state == CS_ACTIVE)
+        SSL_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    ERR_clear_error();
+    c->ssl = NULL;
+    c->retry_len = 0;
+    c->read_wants_write = c->write_wants_read = false;
+}
+
+/* Say why an OpenSSL call on c failed (the first few times). */
+static void tls_report(const struct conn *c, const char *what)
+{
+    char why[160];
+
+    if (atomic_fetch_add(&g.reported, 1) >= MAX_REPORTED) {
+        ERR_clear_error();
+        return;
+    }
+    snprintf(why, sizeof(why), "connection %u: %s", c->id, what);
+    bench_tls_print_error("loadgen", why);
+}
+
+/* One SSL_write of n bytes at buf: bytes written (a record with partial
+ * writes on); 0 when it stopped, to be retried with the same length once
+ * the socket is ready (retry_len, write_wants_read); -1 when the server
+ * closed, -2 on another failure. */
+static ssize_t tls_write(struct conn *c, const char *buf, size_t n)
+{
+    size_t done = 0;
+    int rc, e;
+
+    ERR_clear_error();
+    rc = SSL_write_ex(c->ssl, buf, n, &done);
+    if (rc == 1) {
+        c->retry_len = 0;
+        c->write_wants_read = false;
+        return (ssize_t)done;
+    }
+    e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        c->retry_len = n;
+        c->write_wants_read = e == SSL_ERROR_WANT_READ;
+        return 0;
+    }
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+        return -1;
+    tls_report(c, "TLS write failed");
+    return -2;
+}
+
+/* Encrypt and send the n bytes at buf, record by record, until OpenSSL
+ * waits for the socket.  Bytes taken, or tls_write's -1 or -2. */
+static ssize_t tls_send(struct conn *c, const char *buf, size_t n)
+{
+    size_t off = 0;
+
+    while (off < n) {
+        ssize_t w = tls_write(c, buf + off, n - off);
+        if (w < 0)
+            return w;
+        if (w == 0)
+            break;
+        off += (size_t)w;
+    }
+    return (ssize_t)off;
+}
+
+#else /* !BENCH_TLS: --tls is refused, c->ssl is always NULL */
+
+static void tls_close(struct conn *c)
+{
+    (void)c;
+}
+
+static ssize_t tls_send(struct conn *c, const char *buf, size_t n)
+{
+    (void)c, (void)buf, (void)n;
+    return -2;
+}
+
+#endif /* BENCH_TLS */
+
 static void conn_close(struct conn *c)
 {
+    if (c->ssl)
+        tls_close(c);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -379,13 +516,23 @@ static void conn_settle(struct conn *c, bool ok)
 static void conn_fail(struct thread *th, struct conn *c, uint64_t *counter)
 {
     (*counter)++;
-    if (c->state == CS_CONNECTING)
+    if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE)
         th->connecting--;
     conn_settle(c, false);
     conn_close(c);
     c->state = CS_DEAD;
     if (g.mode == MODE_CHURN)
         th->retry[th->nretry++] = c;
+}
+
+/* The events c waits for, want bytes being due: readable always (the
+ * echo); writable while due bytes wait for room, or while OpenSSL must
+ * write before it reads (a write that must read waits for readable). */
+static uint32_t conn_want(const struct conn *c, uint64_t want)
+{
+    bool more = c->sent < want && !c->write_wants_read;
+
+    return EPOLLIN | (more || c->read_wants_write ? EPOLLOUT : 0);
 }
 
 /* Send what is due and not sent yet.  0, or -1 when c failed. */
@@ -397,7 +544,20 @@ static int conn_flush(struct thread *th, struct conn *c)
         size_t n = want - c->sent < WBUF_SIZE ? (size_t)(want - c->sent) : WBUF_SIZE;
         ssize_t w;
 
+        if (c->retry_len) /* TLS: a stopped write, the same bytes again */
+            n = c->retry_len;
         fill(th->wbuf, c, c->sent, n);
+        if (c->ssl) {
+            w = tls_send(c, th->wbuf, n);
+            if (w < 0) {
+                conn_fail(th, c, w == -1 ? &th->st.err_closed : &th->st.err_io);
+                return -1;
+            }
+            c->sent += (uint64_t)w;
+            if ((size_t)w < n)
+                break;
+            continue;
+        }
         w = send(c->fd, th->wbuf, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
@@ -411,7 +571,7 @@ static int conn_flush(struct thread *th, struct conn *c)
         if ((size_t)w < n)
             break;
     }
-    conn_watch(th, c, EPOLLIN | (c->sent < want ? EPOLLOUT : 0));
+    conn_watch(th, c, conn_want(c, want));
     return 0;
 }
 
@@ -473,11 +633,27 @@ static void report_mismatch(const struct conn *c, uint64_t off, ssize_t n)
                 (unsigned long long)off, (unsigned long long)(off + (uint64_t)n));
 }
 
+/* n bytes of c's echo at buf: verify them, complete the messages. */
+static void conn_got(struct thread *th, struct conn *c, const char *buf, size_t n)
+{
+    uint64_t before, after;
+
+    if (c->rcvd + n > c->sent || !verify(c, c->rcvd, buf, n)) {
+        report_mismatch(c, c->rcvd, (ssize_t)n);
+        conn_fail(th, c, &th->st.err_mismatch);
+        return;
+    }
+    before = c->rcvd / g.size;
+    c->rcvd += n;
+    after = c->rcvd / g.size;
+    if (after > before)
+        conn_complete(th, c, before, after);
+}
+
 /* One read of c's echo, verified. */
 static void conn_read(struct thread *th, struct conn *c)
 {
     ssize_t r = read(c->fd, th->rbuf, RBUF_SIZE);
-    uint64_t before, after;
 
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
@@ -485,16 +661,7 @@ static void conn_read(struct thread *th, struct conn *c)
         conn_fail(th, c, r == 0 || errno == ECONNRESET ? &th->st.err_closed : &th->st.err_io);
         return;
     }
-    if (c->rcvd + (uint64_t)r > c->sent || !verify(c, c->rcvd, th->rbuf, (size_t)r)) {
-        report_mismatch(c, c->rcvd, r);
-        conn_fail(th, c, &th->st.err_mismatch);
-        return;
-    }
-    before = c->rcvd / g.size;
-    c->rcvd += (uint64_t)r;
-    after = c->rcvd / g.size;
-    if (after > before)
-        conn_complete(th, c, before, after);
+    conn_got(th, c, th->rbuf, (size_t)r);
 }
 
 /* ---- Datagrams (--udp) ------------------------------------------------ */
@@ -721,6 +888,161 @@ static void conn_established(struct thread *th, struct conn *c)
     conn_flush(th, c);
 }
 
+/* ---- TLS connections (--tls) ------------------------------------------ */
+
+static void thread_connect_more(struct thread *th);
+
+#ifdef BENCH_TLS
+
+/* Note what the first handshake agreed on: version, cipher, group. */
+static void tls_tell(SSL *ssl)
+{
+    const char *group = "";
+
+    if (atomic_exchange(&g.tls_told, 1))
+        return;
+#ifdef SSL_get_negotiated_group
+    group = OBJ_nid2sn(SSL_get_negotiated_group(ssl));
+#endif
+    snprintf(g.tls_what, sizeof(g.tls_what), "%s %s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+             group ? group : "");
+}
+
+/* One SSL_read of c into buf: bytes read; 0 when OpenSSL waits for the
+ * socket (see read_wants_write); -1 at the server's close (close_notify,
+ * EOF or reset), -2 on another failure. */
+static ssize_t tls_read_once(struct conn *c, char *buf, size_t n)
+{
+    size_t got = 0;
+    int rc, e;
+
+    ERR_clear_error();
+    rc = SSL_read_ex(c->ssl, buf, n, &got);
+    c->read_wants_write = false;
+    if (rc == 1)
+        return (ssize_t)got;
+    e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ)
+        return 0;
+    if (e == SSL_ERROR_WANT_WRITE) {
+        c->read_wants_write = true;
+        return 0;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+        ERR_clear_error();
+        return -1;
+    }
+    tls_report(c, "TLS read failed");
+    return -2;
+}
+
+/* c is readable (or writable, for a read that must write): SSL_read its
+ * echo, verified, and on while OpenSSL holds more of it. */
+static void tls_read(struct thread *th, struct conn *c)
+{
+    uint32_t gen = c->gen;
+
+    do {
+        ssize_t r = tls_read_once(c, th->rbuf, RBUF_SIZE);
+        if (r < 0) {
+            conn_fail(th, c, r == -1 ? &th->st.err_closed : &th->st.err_io);
+            return;
+        }
+        if (r == 0)
+            break;
+        conn_got(th, c, th->rbuf, (size_t)r);
+    } while (c->gen == gen && c->state == CS_ACTIVE && SSL_has_pending(c->ssl));
+    if (c->gen == gen && c->state == CS_ACTIVE)
+        conn_watch(th, c, conn_want(c, c->due * g.size));
+}
+
+/* c's handshake is done: count it, start the traffic. */
+static void tls_done(struct thread *th, struct conn *c)
+{
+    if (measuring(bench_now_ns())) {
+        th->st.handshakes++;
+        if (SSL_session_reused(c->ssl))
+            th->st.resumed++;
+    }
+    tls_tell(c->ssl);
+    th->connecting--;
+    conn_established(th, c);
+    thread_connect_more(th);
+}
+
+/* One step of c's handshake, as far as the socket lets it go. */
+static void tls_handshake(struct thread *th, struct conn *c)
+{
+    int rc, e;
+
+    ERR_clear_error();
+    rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        tls_done(th, c);
+        return;
+    }
+    e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        conn_watch(th, c, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+        return;
+    }
+    tls_report(c, "TLS handshake failed");
+    conn_fail(th, c, &th->st.err_connect);
+    thread_connect_more(th);
+}
+
+/* c is connected: its client handshake starts, offering the newest unused
+ * session of its thread if it has one (--tls-resume). */
+static void tls_begin(struct thread *th, struct conn *c)
+{
+    c->state = CS_HANDSHAKE;
+    c->ssl = SSL_new(th->tls);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+        tls_report(c, "SSL_new");
+        conn_fail(th, c, &th->st.err_connect);
+        return;
+    }
+    SSL_set_connect_state(c->ssl);
+    while (th->ntickets > 0) { /* the newest ticket still good */
+        SSL_SESSION *ticket = th->tickets[--th->ntickets];
+        bool offered = SSL_SESSION_is_resumable(ticket) && SSL_set_session(c->ssl, ticket) == 1;
+        SSL_SESSION_free(ticket);
+        if (offered)
+            break;
+    }
+    tls_handshake(th, c);
+}
+
+#else
+
+static void tls_read(struct thread *th, struct conn *c)
+{
+    conn_fail(th, c, &th->st.err_io);
+}
+
+static void tls_handshake(struct thread *th, struct conn *c)
+{
+    conn_fail(th, c, &th->st.err_connect);
+}
+
+static void tls_begin(struct thread *th, struct conn *c)
+{
+    conn_fail(th, c, &th->st.err_connect);
+}
+
+#endif /* BENCH_TLS */
+
+/* c's socket is connected: its TLS handshake begins, or its traffic. */
+static void conn_open(struct thread *th, struct conn *c)
+{
+    if (g.tls) {
+        tls_begin(th, c);
+        return;
+    }
+    th->connecting--;
+    conn_established(th, c);
+}
+
 /* --udp: a datagram socket; a Unix one is bound to an autobind name, or the
  * server could not answer it. */
 static int udp_socket(void)
@@ -771,8 +1093,7 @@ static void conn_connect(struct thread *th, struct conn *c)
     if (connect(c->fd, (struct sockaddr *)&g.addr, g.addr_len) == 0) {
         if (g.addr.ss_family == AF_UNIX)
             fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-        th->connecting--;
-        conn_established(th, c);
+        conn_open(th, c);
     } else if (errno == EINPROGRESS) {
         conn_watch(th, c, EPOLLOUT);
     } else {
@@ -795,13 +1116,25 @@ static void conn_connected(struct thread *th, struct conn *c)
 
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
-    if (err != 0) {
+    if (err != 0)
         conn_fail(th, c, &th->st.err_connect);
-    } else {
-        th->connecting--;
-        conn_established(th, c);
-    }
+    else
+        conn_open(th, c);
     thread_connect_more(th);
+}
+
+/* An established TLS connection is ready: read what the readiness allows
+ * (a read that must write goes on when writable), then write (a write that
+ * must read goes on when readable). */
+static void tls_event(struct thread *th, struct conn *c, uint32_t events)
+{
+    uint32_t gen = c->gen;
+    bool in = events & (EPOLLIN | EPOLLERR | EPOLLHUP), out = events & (EPOLLOUT | EPOLLERR | EPOLLHUP);
+
+    if (c->state == CS_ACTIVE && (c->read_wants_write ? out : in))
+        tls_read(th, c);
+    if (c->gen == gen && c->state == CS_ACTIVE && (c->write_wants_read ? in : out))
+        conn_flush(th, c);
 }
 
 static void conn_event(struct thread *th, uint64_t tag, uint32_t events)
@@ -815,11 +1148,19 @@ static void conn_event(struct thread *th, uint64_t tag, uint32_t events)
         conn_connected(th, c);
         return;
     }
+    if (c->state == CS_HANDSHAKE) {
+        tls_handshake(th, c);
+        return;
+    }
     if (c->state == CS_ACTIVE && g.mode == MODE_UDP) {
         if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
             udp_read(th, c);
         if (events & EPOLLOUT)
             udp_unblock(th, c);
+        return;
+    }
+    if (c->ssl) {
+        tls_event(th, c, events);
         return;
     }
     if (c->state == CS_ACTIVE && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
@@ -928,6 +1269,61 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+#ifdef BENCH_TLS
+
+/* --tls-resume: a session the server gave (a TLS 1.3 ticket), kept by the
+ * thread whose context it came through; when it holds as many as it can,
+ * the oldest goes. */
+static int tls_new_session(SSL *ssl, SSL_SESSION *session)
+{
+    struct thread *th = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+
+    if (th->ntickets == th->max_tickets) {
+        SSL_SESSION_free(th->tickets[0]);
+        memmove(th->tickets, th->tickets + 1, (th->ntickets - 1) * sizeof(*th->tickets));
+        th->ntickets--;
+    }
+    th->tickets[th->ntickets++] = session;
+    return 1; /* the reference is the thread's now */
+}
+
+/* --tls: the thread's own client context. */
+static int tls_thread_init(struct thread *th)
+{
+    if (!g.tls)
+        return 0;
+    th->max_tickets = 2 * th->nconns + 16;
+    th->tickets = calloc(th->max_tickets, sizeof(*th->tickets));
+    th->tls = bench_tls_client_ctx(g.tls_resume, tls_new_session);
+    if (th->tls == NULL || th->tickets == NULL)
+        return -1;
+    SSL_CTX_set_app_data(th->tls, th);
+    return 0;
+}
+
+static void tls_thread_deinit(struct thread *th)
+{
+    while (th->ntickets > 0)
+        SSL_SESSION_free(th->tickets[--th->ntickets]);
+    free(th->tickets);
+    SSL_CTX_free(th->tls);
+}
+
+#else
+
+static int tls_thread_init(struct thread *th)
+{
+    (void)th;
+    return 0;
+}
+
+static void tls_thread_deinit(struct thread *th)
+{
+    (void)th;
+}
+
+#endif /* BENCH_TLS */
+
 /* Give thread t its share of connections: global ids t, t+T, t+2T... */
 static int thread_init(struct thread *th, uint32_t t)
 {
@@ -952,7 +1348,7 @@ static int thread_init(struct thread *th, uint32_t t)
         th->conns[0].seq = seq;
     }
     if (th->epfd < 0 || !th->conns || !th->dirty || !th->retry || !stamp || !seq || !th->resend || !th->mm ||
-        !th->iov || !th->rbuf || !th->wbuf)
+        !th->iov || !th->rbuf || !th->wbuf || tls_thread_init(th) < 0)
         return -ENOMEM;
     for (i = 0; i < th->nconns; i++) {
         th->conns[i] = (struct conn){.fd = -1, .index = i, .id = t + i * g.threads};
@@ -966,6 +1362,7 @@ static int thread_init(struct thread *th, uint32_t t)
 
 static void thread_deinit(struct thread *th)
 {
+    tls_thread_deinit(th);
     if (th->epfd >= 0)
         close(th->epfd);
     if (th->conns) {
@@ -1159,7 +1556,7 @@ static const char *mode_name(void)
 {
     static const char *const names[] = {"closed", "open", "churn", "idle", "udp", "burst"};
 
-    return names[g.mode];
+    return g.handshakes ? "handshakes" : names[g.mode];
 }
 
 static double us(uint64_t ns)
@@ -1199,6 +1596,11 @@ static void report_json(const struct stats *s, double secs)
     if (g.mode == MODE_BURST)
         printf("\"burst\":%u,\"parallel\":%s,\"listen_drops\":%lld,\"listen_overflows\":%lld,", g.conns,
                g.burst_parallel ? "true" : "false", (long long)g.listen_drops, (long long)g.listen_overflows);
+    if (g.tls)
+        printf("\"tls\":\"%s\",\"tls_resume\":%s,\"handshakes\":%llu,\"handshakes_per_s\":%.1f,\"resumed\":%"
+               "llu,",
+               g.tls_what, g.tls_resume ? "true" : "false", (unsigned long long)s->handshakes,
+               s->handshakes / secs, (unsigned long long)s->resumed);
     printf(
         "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f},",
         us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
@@ -1239,6 +1641,10 @@ static void report_head(const struct stats *s, double secs)
     if (g.mode == MODE_CHURN)
         printf("  churn      %llu connections (%.0f conns/s)\n", (unsigned long long)s->conns,
                s->conns / secs);
+    if (g.tls)
+        printf("  tls        %s; %llu handshakes in the window (%.0f/s), %llu resumed\n",
+               g.tls_what[0] ? g.tls_what : "no handshake", (unsigned long long)s->handshakes,
+               s->handshakes / secs, (unsigned long long)s->resumed);
 }
 
 static void report_text(const struct stats *s, double secs)
@@ -1278,6 +1684,8 @@ static void report(struct thread *ths)
         all.lost += s->lost;
         all.late += s->late;
         all.reordered += s->reordered;
+        all.handshakes += s->handshakes;
+        all.resumed += s->resumed;
         hist_merge(&all.hist, &s->hist);
     }
     if (secs <= 0)
@@ -1371,6 +1779,14 @@ static void usage(FILE *f)
                "  --burst-parallel   with --burst: start all N connects at once (nonblocking),\n"
                "                     then wait for every one\n"
                "  --json             one JSON object on stdout instead of text\n");
+#ifdef BENCH_TLS /* listed only when there (bench/run looks) */
+    fprintf(f, "  --tls              speak TLS (OpenSSL; the certificate is not checked); a\n"
+               "                     connection is open once its handshake is done\n"
+               "  --tls-resume       --tls, and each new connection offers a session ticket its\n"
+               "                     thread was given and has not offered yet (else: full)\n"
+               "  --handshakes       --churn over TLS: connect, handshake, one message, close,\n"
+               "                     repeat: handshakes/s (full, or resumed with --tls-resume)\n");
+#endif
 }
 
 /* Check the option values against each other. */
@@ -1400,6 +1816,12 @@ static void check_args(void)
         why = "--timeout must be at least 1 ms";
     else if (g.burst_parallel && g.mode != MODE_BURST)
         why = "--burst-parallel needs --burst N";
+    else if (g.tls && (g.mode == MODE_UDP || g.mode == MODE_BURST))
+        why = "--tls does not apply to --udp or --burst";
+#ifndef BENCH_TLS
+    else if (g.tls)
+        why = "built without OpenSSL: no --tls";
+#endif
     if (why) {
         fprintf(stderr, "loadgen: %s\n", why);
         usage(stderr);
@@ -1485,6 +1907,16 @@ static void parse_option(int o, const char *arg)
     case 'B':
         g.burst_parallel = true;
         break;
+    case 'S':
+        g.tls = true;
+        break;
+    case 'R':
+        g.tls = g.tls_resume = true;
+        break;
+    case 'H':
+        set_mode(MODE_CHURN);
+        g.tls = g.handshakes = true;
+        break;
     case 'h':
         usage(stdout);
         exit(0);
@@ -1512,6 +1944,9 @@ static void parse_args(int argc, char **argv)
                                          {"timeout", required_argument, NULL, 'T'},
                                          {"burst", required_argument, NULL, 'b'},
                                          {"burst-parallel", no_argument, NULL, 'B'},
+                                         {"tls", no_argument, NULL, 'S'},
+                                         {"tls-resume", no_argument, NULL, 'R'},
+                                         {"handshakes", no_argument, NULL, 'H'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int o;
