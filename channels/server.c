@@ -36,29 +36,29 @@ enum server_pending {
 };
 
 struct pants_server_s {
-    pants__handle_t handle;           /* on the acceptor's list (active); refs, pending work */
-    pants_engine_t *engine;           /* owner */
-    pants_server_callbacks_t cb;      /* the application's callbacks */
-    pants_stream_callbacks_t conn_cb; /* given to every connection */
-    void *data;                       /* the application's pointer */
-    pthread_mutex_t mu;               /* guards fd, bound, closing between threads */
-    int fd;                           /* listening socket, or -1 */
-    int family;                       /* its family: that of every connection */
-    bool bound;                       /* listen succeeded once */
-    bool closing;                     /* close asked: no more accepts */
-    bool finished;                    /* on_close ran or is about to (atomic) */
-    bool armed;                       /* listen_ev is added */
-    bool emfile_reported;             /* on_error told of this shortage */
-    bool full;                        /* at max_conns: not accepting (atomic) */
-    pants__bound_path_t unix_path;    /* socket file to remove on close */
-    struct event listen_ev;           /* fd readable: accept */
-    struct event backoff_ev;          /* resume accepting after EMFILE */
-    size_t conns;                     /* open connections (atomic) */
-    size_t max_conns;                 /* accept no more than this; 0 = no cap (atomic) */
-    pants_stream_t **heads;           /* per worker: its connections */
+    pants__handle_t handle;             /* on the acceptor's list (active); refs, pending work */
+    pants_engine_t *engine;             /* owner */
+    pants_server_callbacks_t cb;        /* the application's callbacks */
+    pants_stream_callbacks_t conn_cb;   /* given to every connection */
+    void *data;                         /* the application's pointer */
+    pthread_mutex_t mu;                 /* guards fd, bound, closing between threads */
+    int fd;                             /* listening socket, or -1 */
+    int family;                         /* its family: that of every connection */
+    bool bound;                         /* listen succeeded once */
+    bool closing;                       /* close asked: no more accepts */
+    bool finished;                      /* on_close ran or is about to (atomic) */
+    bool armed;                         /* listen_ev is added */
+    bool emfile_reported;               /* on_error told of this shortage */
+    bool full;                          /* at max_conns: not accepting (atomic) */
+    pants__bound_path_t unix_path;      /* socket file to remove on close */
+    struct event listen_ev;             /* fd readable: accept */
+    struct event backoff_ev;            /* resume accepting after EMFILE */
+    size_t conns;                       /* open connections (atomic) */
+    size_t max_conns;                   /* accept no more than this; 0 = no cap (atomic) */
+    pants_stream_t **heads;             /* per worker: its connections */
     const pants_stream_options_t *opts; /* new connections' settings, resolved (atomic) */
-    struct opts_node_s *old_opts;     /* every version given, freed with srv (mu) */
-    struct ssl_ctx_st *tls;           /* connections do a TLS handshake on it, or NULL (referenced) */
+    struct opts_node_s *old_opts;       /* every version given, freed with srv (mu) */
+    struct ssl_ctx_st *tls;             /* connections do a TLS handshake on it, or NULL (referenced) */
 };
 
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
@@ -77,8 +77,8 @@ static int acceptor_enter(pants_loop_t *acceptor)
 /* A version of the stream options: kept until the server goes, because
  * connections accepted under it point to it. */
 typedef struct opts_node_s {
-    struct opts_node_s *next;      /* the older versions */
-    pants_stream_options_t opts;   /* resolved */
+    struct opts_node_s *next;    /* the older versions */
+    pants_stream_options_t opts; /* resolved */
 } opts_node_t;
 
 /* ---- References --------------------------------------------------------- */
@@ -228,7 +228,8 @@ void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s)
     size_t left = __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL);
     if (left == 0)
         post_with_ref(srv->engine->acceptor, check_finish_task, srv, NULL, 0);
-    if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE) && left < __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED))
+    if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE) &&
+        left < __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED))
         post_with_ref(srv->engine->acceptor, resume_task, srv, NULL, 0);
     server_unref(srv);
 }

@@ -40,7 +40,7 @@
 #define DEFAULT_WRITE_LOW  (256 * 1024)
 #define DEFAULT_WRITE_HIGH (1024 * 1024)
 #define MAX_TIMEOUT_MS     ((uint64_t)INT32_MAX * 1000)
-#define TIMEOUT_KINDS      4 /* PANTS_TIMEOUT_IDLE .. PANTS_TIMEOUT_FRAME */
+#define TIMEOUT_KINDS      4  /* PANTS_TIMEOUT_IDLE .. PANTS_TIMEOUT_FRAME */
 #define READS_PER_WAKEUP   16 /* then let the other streams run */
 #define FLUSH_ROUNDS       4  /* on_write may write again: flush that too, this often */
 
@@ -54,10 +54,10 @@ enum stream_state {
 };
 
 enum tls_phase {
-    TLS_NONE,      /* plain */
-    TLS_AT_OPEN,   /* start_tls before connect: a handshake once connected */
-    TLS_AT_DRAIN,  /* STARTTLS: a handshake once the queue is sent (reading held) */
-    TLS_ON,        /* handshaking (S_HANDSHAKE) or done */
+    TLS_NONE,     /* plain */
+    TLS_AT_OPEN,  /* start_tls before connect: a handshake once connected */
+    TLS_AT_DRAIN, /* STARTTLS: a handshake once the queue is sent (reading held) */
+    TLS_ON,       /* handshaking (S_HANDSHAKE) or done */
 };
 
 enum pending {
@@ -84,39 +84,39 @@ typedef struct dial_s {
 } dial_t;
 
 struct pants_stream_s {
-    pants__handle_t handle;              /* life cycle; handle.loop is set once, read anywhere */
-    pants__io_t io;                      /* the socket's watcher: read | write | closed, edge-triggered */
-    int fd;                              /* the socket, or -1 */
-    unsigned char state;                 /* enum stream_state */
-    unsigned char family;                /* AF_INET/AF_INET6/AF_UNIX, or AF_UNSPEC */
-    bool in_io : 1;                      /* its own I/O callback runs: writes are staged */
-    bool ending : 1;                     /* end(): close once everything is sent */
-    bool want_on_write : 1;              /* something was written since the last on_write */
-    bool hup_seen : 1;                   /* the peer's FIN was signalled: a short read is not the end */
-    bool paused : 1;                     /* pause_reading: no read, no on_read until resume */
-    bool owns_cb : 1;                    /* cb is our own copy (else the server's table) */
-    bool auto_paused : 1;                /* the high watermark holds reading */
-    bool above_high : 1;                 /* pending() passed high: on_write_low due at low */
-    bool owns_opt : 1;                   /* opt is our own copy */
-    bool timed : 1;                      /* a timeout is set: activity is timed */
-    bool write_waiting : 1;              /* the last flush left bytes queued */
-    const pants_stream_callbacks_t *cb;  /* the application's callbacks */
-    void *data;                          /* the application's pointer */
-    pants_server_t *server;              /* accepting server, or NULL */
-    pants_stream_t *srv_prev;            /* the server's list of connections on this loop */
+    pants__handle_t handle;             /* life cycle; handle.loop is set once, read anywhere */
+    pants__io_t io;                     /* the socket's watcher: read | write | closed, edge-triggered */
+    int fd;                             /* the socket, or -1 */
+    unsigned char state;                /* enum stream_state */
+    unsigned char family;               /* AF_INET/AF_INET6/AF_UNIX, or AF_UNSPEC */
+    bool in_io : 1;                     /* its own I/O callback runs: writes are staged */
+    bool ending : 1;                    /* end(): close once everything is sent */
+    bool want_on_write : 1;             /* something was written since the last on_write */
+    bool hup_seen : 1;                  /* the peer's FIN was signalled: a short read is not the end */
+    bool paused : 1;                    /* pause_reading: no read, no on_read until resume */
+    bool owns_cb : 1;                   /* cb is our own copy (else the server's table) */
+    bool auto_paused : 1;               /* the high watermark holds reading */
+    bool above_high : 1;                /* pending() passed high: on_write_low due at low */
+    bool owns_opt : 1;                  /* opt is our own copy */
+    bool timed : 1;                     /* a timeout is set: activity is timed */
+    bool write_waiting : 1;             /* the last flush left bytes queued */
+    const pants_stream_callbacks_t *cb; /* the application's callbacks */
+    void *data;                         /* the application's pointer */
+    pants_server_t *server;             /* accepting server, or NULL */
+    pants_stream_t *srv_prev;           /* the server's list of connections on this loop */
     pants_stream_t *srv_next;
-    pants__inbuf_t in;                   /* bytes of an incomplete frame */
-    pants__wq_t wq;                      /* bytes and files not yet sent, in order */
-    const pants__transport_t *tp;        /* how bytes go in and out */
-    void *tio;                           /* tp's state: &fd, or the TLS state */
-    pants__tls_t *tls;                   /* TLS state, or NULL */
-    unsigned char tls_phase;             /* enum tls_phase */
-    pants__framer_t framer;              /* the read delimiter */
-    size_t read_limit;                   /* most bytes that may wait for a frame */
-    dial_t *dial;                        /* connect state, or NULL */
-    const pants_stream_options_t *opt;   /* limits, resolved: defaults, the server's, or our own */
-    pants__deadline_t dl;                /* when to look at the timeouts next */
-    uint64_t since[TIMEOUT_KINDS];       /* loop ms each timeout kind counts from */
+    pants__inbuf_t in;                 /* bytes of an incomplete frame */
+    pants__wq_t wq;                    /* bytes and files not yet sent, in order */
+    const pants__transport_t *tp;      /* how bytes go in and out */
+    void *tio;                         /* tp's state: &fd, or the TLS state */
+    pants__tls_t *tls;                 /* TLS state, or NULL */
+    unsigned char tls_phase;           /* enum tls_phase */
+    pants__framer_t framer;            /* the read delimiter */
+    size_t read_limit;                 /* most bytes that may wait for a frame */
+    dial_t *dial;                      /* connect state, or NULL */
+    const pants_stream_options_t *opt; /* limits, resolved: defaults, the server's, or our own */
+    pants__deadline_t dl;              /* when to look at the timeouts next */
+    uint64_t since[TIMEOUT_KINDS];     /* loop ms each timeout kind counts from */
 };
 
 static const pants_stream_callbacks_t no_callbacks; /* cb of a stream given none */
@@ -165,6 +165,21 @@ static inline pants_loop_t *loop_of(const pants_stream_t *s)
 {
     return s->handle.loop;
 }
+
+/* Run expr (an int) on s's loop thread, or before run; a closed stream
+ * gives -EPIPE (its framer and limits are gone). */
+#define WITH_OPEN_STREAM(s, what, expr)                                                                      \
+    do {                                                                                                     \
+        int entered_, rc_;                                                                                   \
+        if ((s) == NULL)                                                                                     \
+            return -EINVAL;                                                                                  \
+        entered_ = pants__loop_enter(loop_of(s), what);                                                      \
+        if (entered_ < 0)                                                                                    \
+            return entered_;                                                                                 \
+        rc_ = (s)->state == S_CLOSED ? -EPIPE : (expr);                                                      \
+        pants__loop_leave(loop_of(s), entered_);                                                             \
+        return rc_;                                                                                          \
+    } while (0)
 
 /* ---- References and accessors ------------------------------------------ */
 
@@ -1044,7 +1059,7 @@ static void stream_read(pants_stream_t *s)
         deliver_buffered(s); /* the delimiter may have changed meanwhile */
     for (int i = 0; i < READS_PER_WAKEUP; i++) {
         if (i > 0)
-            watermarks(s); /* what the reads so far made us write */
+            watermarks(s);                 /* what the reads so far made us write */
         if (i > 0 && loop_of(s)->urgent) { /* a callback is due first (on_write_high) */
             pants__handle_defer(&s->handle, P_READ);
             return;
@@ -1385,19 +1400,6 @@ static int set_write_limit(pants_stream_t *s, size_t max_bytes)
     return 0;
 }
 
-#define WITH_OPEN_STREAM(s, what, expr)                                                                      \
-    do {                                                                                                     \
-        int entered_, rc_;                                                                                   \
-        if ((s) == NULL)                                                                                     \
-            return -EINVAL;                                                                                  \
-        entered_ = pants__loop_enter(loop_of(s), what);                                                      \
-        if (entered_ < 0)                                                                                    \
-            return entered_;                                                                                 \
-        rc_ = (s)->state == S_CLOSED ? -EPIPE : (expr);                                                      \
-        pants__loop_leave(loop_of(s), entered_);                                                             \
-        return rc_;                                                                                          \
-    } while (0)
-
 int pants_stream_set_write_watermarks(pants_stream_t *s, size_t low, size_t high)
 {
     WITH_OPEN_STREAM(s, "pants_stream_set_write_watermarks", set_watermarks(s, low, high));
@@ -1539,7 +1541,7 @@ static void stream_due(pants__deadline_t *d)
     for (int kind = PANTS_TIMEOUT_IDLE; kind <= PANTS_TIMEOUT_FRAME && s->state == S_OPEN; kind++) {
         uint64_t ms = timeout_of(s->opt, kind);
         if (ms != 0 && timeout_counts(s, kind) && now - s->since[kind - 1] > ms) /* stamps are whole ms, */
-            timed_out(s, kind);                                                   /* so > keeps it never early */
+            timed_out(s, kind); /* so > keeps it never early */
     }
     schedule_timeouts(s);
 }
@@ -1734,44 +1736,40 @@ static void delimiter_changed(pants_stream_t *s)
         pants__handle_defer(&s->handle, P_READ);
 }
 
-#define WITH_STREAM(s, what, expr)                                                                           \
-    do {                                                                                                     \
-        int entered_, rc_;                                                                                   \
-        if ((s) == NULL)                                                                                     \
-            return -EINVAL;                                                                                  \
-        entered_ = pants__loop_enter(loop_of(s), what);                                                       \
-        if (entered_ < 0)                                                                                    \
-            return entered_;                                                                                 \
-        rc_ = (s)->state == S_CLOSED ? -EPIPE : (expr); /* its framer is gone */                             \
-        if (rc_ == 0)                                                                                        \
-            delimiter_changed(s);                                                                            \
-        pants__loop_leave(loop_of(s), entered_);                                                              \
-        return rc_;                                                                                          \
-    } while (0)
+/* A delimiter call's result: a change takes effect from the loop. */
+static int delimiter_set(pants_stream_t *s, int rc)
+{
+    if (rc == 0)
+        delimiter_changed(s);
+    return rc;
+}
 
 int pants_stream_read_any(pants_stream_t *s)
 {
-    WITH_STREAM(s, "pants_stream_read_any", pants__framer_set_any(&s->framer));
+    WITH_OPEN_STREAM(s, "pants_stream_read_any", delimiter_set(s, pants__framer_set_any(&s->framer)));
 }
 
 int pants_stream_read_until(pants_stream_t *s, const void *delim, size_t len)
 {
-    WITH_STREAM(s, "pants_stream_read_until", pants__framer_set_until(&s->framer, delim, len));
+    WITH_OPEN_STREAM(s, "pants_stream_read_until",
+                     delimiter_set(s, pants__framer_set_until(&s->framer, delim, len)));
 }
 
 int pants_stream_read_exact(pants_stream_t *s, size_t n)
 {
-    WITH_STREAM(s, "pants_stream_read_exact", pants__framer_set_exact(&s->framer, n));
+    WITH_OPEN_STREAM(s, "pants_stream_read_exact", delimiter_set(s, pants__framer_set_exact(&s->framer, n)));
 }
 
 int pants_stream_read_regex(pants_stream_t *s, const char *pattern)
 {
-    WITH_STREAM(s, "pants_stream_read_regex", pants__framer_set_regex(&s->framer, pattern));
+    WITH_OPEN_STREAM(s, "pants_stream_read_regex",
+                     delimiter_set(s, pants__framer_set_regex(&s->framer, pattern)));
 }
 
 int pants_stream_read_framed(pants_stream_t *s, pants_framer_t fn, void *arg)
 {
-    WITH_STREAM(s, "pants_stream_read_framed", pants__framer_set_framed(&s->framer, fn, arg));
+    WITH_OPEN_STREAM(s, "pants_stream_read_framed",
+                     delimiter_set(s, pants__framer_set_framed(&s->framer, fn, arg)));
 }
 
 static int set_limit(pants_stream_t *s, size_t max_bytes)
@@ -1784,7 +1782,7 @@ static int set_limit(pants_stream_t *s, size_t max_bytes)
 
 int pants_stream_set_read_limit(pants_stream_t *s, size_t max_bytes)
 {
-    WITH_STREAM(s, "pants_stream_set_read_limit", set_limit(s, max_bytes));
+    WITH_OPEN_STREAM(s, "pants_stream_set_read_limit", delimiter_set(s, set_limit(s, max_bytes)));
 }
 
 /* ---- Pausing reads ------------------------------------------------------ */

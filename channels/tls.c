@@ -46,30 +46,30 @@
 
 /* What pants keeps with a context it made. */
 typedef struct ctx_info_s {
-    bool server;                        /* made by pants_tls_server_ctx */
-    unsigned char alpn[ALPN_MAX + 1];   /* protocols, wire format (length-prefixed) */
-    size_t alpn_len;                    /* bytes in alpn; 0 = none */
-    pthread_mutex_t mu;                 /* guards the sessions (every loop uses them) */
+    bool server;                      /* made by pants_tls_server_ctx */
+    unsigned char alpn[ALPN_MAX + 1]; /* protocols, wire format (length-prefixed) */
+    size_t alpn_len;                  /* bytes in alpn; 0 = none */
+    pthread_mutex_t mu;               /* guards the sessions (every loop uses them) */
     struct {
-        char *name;                     /* server name */
-        SSL_SESSION *session;           /* its last session, referenced */
-    } sessions[SESSIONS_MAX];           /* client: for resumption */
-    unsigned next;                      /* the slot to reuse when all are taken */
+        char *name;           /* server name */
+        SSL_SESSION *session; /* its last session, referenced */
+    } sessions[SESSIONS_MAX]; /* client: for resumption */
+    unsigned next;            /* the slot to reuse when all are taken */
 } ctx_info_t;
 
 struct pants__tls_s {
-    SSL *ssl;                /* on the stream's socket */
-    bool server;             /* the server side */
-    bool done;               /* the handshake completed */
-    bool read_wants_write;   /* SSL_read stopped on WANT_WRITE */
-    bool write_wants_read;   /* SSL_write stopped on WANT_READ */
-    bool ktls;               /* kernel TLS sends the records */
-    size_t retry_len;        /* a write that wanted a retry: its length; 0 = none */
-    char *name;              /* client: the server name (session cache key), or NULL */
+    SSL *ssl;              /* on the stream's socket */
+    bool server;           /* the server side */
+    bool done;             /* the handshake completed */
+    bool read_wants_write; /* SSL_read stopped on WANT_WRITE */
+    bool write_wants_read; /* SSL_write stopped on WANT_READ */
+    bool ktls;             /* kernel TLS sends the records */
+    size_t retry_len;      /* a write that wanted a retry: its length; 0 = none */
+    char *name;            /* client: the server name (session cache key), or NULL */
 };
 
-static int ctx_index = -1;                     /* ex_data slot of ctx_info_t */
-static int ssl_index = -1;                     /* ex_data slot of pants__tls_t */
+static int ctx_index = -1; /* ex_data slot of ctx_info_t */
+static int ssl_index = -1; /* ex_data slot of pants__tls_t */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
 /* ---- Errors --------------------------------------------------------------- */
@@ -87,7 +87,8 @@ static void note_ssl_failure(SSL *ssl, const char *what)
     long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 
     if (verify != X509_V_OK)
-        snprintf(reason, sizeof(reason), "certificate verify failed: %s", X509_verify_cert_error_string(verify));
+        snprintf(reason, sizeof(reason), "certificate verify failed: %s",
+                 X509_verify_cert_error_string(verify));
     else if (e != 0)
         ERR_error_string_n(e, reason, sizeof(reason));
     else

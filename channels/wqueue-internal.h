@@ -61,11 +61,11 @@ typedef struct pants__wq_s {
 #define PANTS__STAGE_IOV 64 /* iovecs staged at most; then they go to the queue */
 
 typedef struct pants__wstage_s {
-    const pants__wq_t *owner;               /* the queue staging now, or NULL */
-    int n;                                  /* iovecs used */
-    size_t len;                             /* bytes staged */
-    size_t copied;                          /* bytes of the loop's write scratch used */
-    struct iovec iov[PANTS__STAGE_IOV];     /* what to send, in order */
+    const pants__wq_t *owner;           /* the queue staging now, or NULL */
+    int n;                              /* iovecs used */
+    size_t len;                         /* bytes staged */
+    size_t copied;                      /* bytes of the loop's write scratch used */
+    struct iovec iov[PANTS__STAGE_IOV]; /* what to send, in order */
 } pants__wstage_t;
 
 /* Results of pants__wq_flush besides a negative errno. */

@@ -33,11 +33,11 @@
 
 #include "wqueue-internal.h"
 
-#define CHUNK_MIN    1024             /* first owned chunk of a queue */
-#define CHUNK_MAX    (16 * 1024)      /* owned chunks grow up to this, unless one write is larger */
-#define FLUSH_BUDGET (1024 * 1024)    /* bytes per flush before the other streams run */
-#define FILE_STEP    (1024 * 1024)    /* bytes asked of one sendfile */
-#define SEND_IOV     64               /* iovecs per vectored send */
+#define CHUNK_MIN    1024          /* first owned chunk of a queue */
+#define CHUNK_MAX    (16 * 1024)   /* owned chunks grow up to this, unless one write is larger */
+#define FLUSH_BUDGET (1024 * 1024) /* bytes per flush before the other streams run */
+#define FILE_STEP    (1024 * 1024) /* bytes asked of one sendfile */
+#define SEND_IOV     64            /* iovecs per vectored send */
 
 enum chunk_kind {
     CHUNK_MEM,  /* owned bytes */
@@ -53,16 +53,16 @@ struct pants__wchunk_s {
 };
 
 typedef struct mem_chunk_s {
-    pants__wchunk_t h;     /* h.len bytes used of cap */
-    size_t cap;            /* bytes allocated in data */
-    unsigned char data[];  /* the copy */
+    pants__wchunk_t h;    /* h.len bytes used of cap */
+    size_t cap;           /* bytes allocated in data */
+    unsigned char data[]; /* the copy */
 } mem_chunk_t;
 
 typedef struct ref_chunk_s {
-    pants__wchunk_t h;                                /* h.len bytes at data */
-    const unsigned char *data;                        /* not ours */
-    void (*release)(const void *, size_t, void *);    /* gives it back */
-    void *arg;                                        /* release's argument */
+    pants__wchunk_t h;                             /* h.len bytes at data */
+    const unsigned char *data;                     /* not ours */
+    void (*release)(const void *, size_t, void *); /* gives it back */
+    void *arg;                                     /* release's argument */
 } ref_chunk_t;
 
 typedef struct file_chunk_s {
@@ -90,13 +90,13 @@ static void *unconst(const void *p)
 #endif
 #endif
 #ifdef __SANITIZE_THREAD__
-#define sys_read(fd, buf, len)         read(fd, buf, len)
-#define sys_send(fd, buf, len, flags)  send(fd, buf, len, flags)
-#define sys_sendmsg(fd, msg, flags)    sendmsg(fd, msg, flags)
+#define sys_read(fd, buf, len)        read(fd, buf, len)
+#define sys_send(fd, buf, len, flags) send(fd, buf, len, flags)
+#define sys_sendmsg(fd, msg, flags)   sendmsg(fd, msg, flags)
 #else
-#define sys_read(fd, buf, len)         syscall(SYS_read, fd, buf, len)
-#define sys_send(fd, buf, len, flags)  syscall(SYS_sendto, fd, buf, len, flags, NULL, 0)
-#define sys_sendmsg(fd, msg, flags)    syscall(SYS_sendmsg, fd, msg, flags)
+#define sys_read(fd, buf, len)        syscall(SYS_read, fd, buf, len)
+#define sys_send(fd, buf, len, flags) syscall(SYS_sendto, fd, buf, len, flags, NULL, 0)
+#define sys_sendmsg(fd, msg, flags)   syscall(SYS_sendmsg, fd, msg, flags)
 #endif
 
 static ssize_t plain_recv(void *io, void *buf, size_t len)
@@ -428,7 +428,8 @@ static ssize_t send_memory(pants__wq_t *q, pants_loop_t *l, const pants__transpo
 
 /* Read a file range through the loop's write scratch, for transports
  * without sendfile (the bytes are read again if not all are taken). */
-static ssize_t bounce_file(file_chunk_t *c, pants_loop_t *l, const pants__transport_t *t, void *io, size_t len)
+static ssize_t bounce_file(file_chunk_t *c, pants_loop_t *l, const pants__transport_t *t, void *io,
+                           size_t len)
 {
     off_t off = c->start + (off_t)c->h.off;
     ssize_t n = pread(c->fd, l->wscratch, len < PANTS__SCRATCH_SIZE ? len : PANTS__SCRATCH_SIZE, off);
@@ -441,7 +442,8 @@ static ssize_t bounce_file(file_chunk_t *c, pants_loop_t *l, const pants__transp
 
 /* The file range at the head.  Bytes sent, 0 if the file ended first, or
  * -errno; *offered what was asked. */
-static ssize_t send_file(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io, size_t *offered)
+static ssize_t send_file(pants__wq_t *q, pants_loop_t *l, const pants__transport_t *t, void *io,
+                         size_t *offered)
 {
     file_chunk_t *c = (file_chunk_t *)q->tail->next;
     size_t left = c->h.len - c->h.off;

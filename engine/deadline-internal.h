@@ -27,9 +27,9 @@
 typedef struct pants__deadline_s pants__deadline_t;
 
 struct pants__deadline_s {
-    uint64_t at;                          /* when to look, in ms of the loop's clock */
-    uint32_t index;                       /* place in the heap, or PANTS__DEADLINE_NONE */
-    void (*due)(pants__deadline_t *d);    /* at has come: look (may re-add d) */
+    uint64_t at;                       /* when to look, in ms of the loop's clock */
+    uint32_t index;                    /* place in the heap, or PANTS__DEADLINE_NONE */
+    void (*due)(pants__deadline_t *d); /* at has come: look (may re-add d) */
 };
 
 typedef struct pants__dheap_s {

@@ -70,17 +70,17 @@ typedef struct pants__handle_s pants__handle_t;
 #define PANTS__PENDING_CLOSE 0x8000u /* the generic close: closed(), unlink, unref */
 
 typedef struct pants__handle_ops_s {
-    const char *name;                                 /* "stream", "timer", ... for messages */
-    void (*stop)(pants__handle_t *h);                 /* engine stop: finish gracefully */
-    void (*kill)(pants__handle_t *h);                 /* stop took too long: close now */
-    void (*release)(pants__handle_t *h);              /* loop teardown: free, no callbacks */
+    const char *name;                                       /* "stream", "timer", ... for messages */
+    void (*stop)(pants__handle_t *h);                       /* engine stop: finish gracefully */
+    void (*kill)(pants__handle_t *h);                       /* stop took too long: close now */
+    void (*release)(pants__handle_t *h);                    /* loop teardown: free, no callbacks */
     void (*run_pending)(pants__handle_t *h, unsigned bits); /* deferred work (kind's own bits) */
-    void (*closed)(pants__handle_t *h);               /* PANTS__PENDING_CLOSE: last callback */
-    void (*free)(pants__handle_t *h);                 /* the last reference went: free memory */
+    void (*closed)(pants__handle_t *h);                     /* PANTS__PENDING_CLOSE: last callback */
+    void (*free)(pants__handle_t *h);                       /* the last reference went: free memory */
 } pants__handle_ops_t;
 
 struct pants__handle_s {
-    pants__handle_t *prev;          /* the loop's handle list */
+    pants__handle_t *prev; /* the loop's handle list */
     pants__handle_t *next;
     pants__handle_t *pending_next;  /* the loop's queue of handles with pending work */
     const pants__handle_ops_t *ops; /* what kind of handle */
@@ -99,9 +99,9 @@ struct pants__handle_s {
  * loop's own, which the loop's event_base watches as one descriptor: a
  * ready socket costs one direct call, not libevent's dispatch of an event
  * per descriptor, and a watcher is one pointer, not a struct event. */
-#define PANTS__IO_READ   EPOLLIN    /* readable */
-#define PANTS__IO_WRITE  EPOLLOUT   /* writable */
-#define PANTS__IO_CLOSED EPOLLRDHUP /* the peer closed its side */
+#define PANTS__IO_READ   EPOLLIN               /* readable */
+#define PANTS__IO_WRITE  EPOLLOUT              /* writable */
+#define PANTS__IO_CLOSED EPOLLRDHUP            /* the peer closed its side */
 #define PANTS__IO_ERROR  (EPOLLERR | EPOLLHUP) /* an error or hang-up: read and write tell */
 
 typedef struct pants__io_s pants__io_t;
@@ -138,60 +138,60 @@ void pants__loop_freed(pants_loop_t *l, size_t bytes);
 /* ---- Loops and the engine ---------------------------------------------- */
 
 struct pants_loop_s {
-    pants_engine_t *engine;       /* owner */
-    unsigned index;               /* worker index; nloops for the acceptor */
-    struct event_base *base;      /* touched by this loop's thread only */
-    pthread_t thread;             /* the thread running it, once running */
-    pthread_mutex_t queue_mu;     /* guards queue, wake_pending, finished */
-    pants__taskq_t queue;         /* tasks posted, not yet run */
-    pants__taskq_t running_q;     /* the batch being run (swapped with queue) */
-    bool wake_pending;            /* a wake-up is on its way for queue */
-    bool in_batch;                /* run_tasks is running a batch (loop thread) */
-    bool finished;                /* posts are refused from now on */
-    int wake_fd;                  /* eventfd the posters write to */
-    struct event wake_ev;         /* reads wake_fd, runs the queue */
-    pthread_mutex_t setup_mu;     /* held by other threads acting before run */
-    pthread_cond_t running_cv;    /* signalled once running is set */
-    bool running;                 /* the thread started (under setup_mu) */
-    bool stopping;                /* shutdown began (loop thread) */
-    pants__handle_t handles;      /* sentinel of the handle list */
-    size_t nactive;               /* active handles on the list */
-    struct event shutdown_ev;     /* forces the rest closed after the timeout */
-    unsigned char *scratch;       /* PANTS__SCRATCH_SIZE bytes for reads */
-    unsigned char *wscratch;      /* PANTS__SCRATCH_SIZE bytes for writes */
-    void *resolver;               /* channels' per-loop DNS state, or NULL */
-    void *dgram;                  /* datagrams' per-loop receive batch, or NULL */
-    pants__handle_t *pending_head; /* handles with pending work, FIFO */
+    pants_engine_t *engine;         /* owner */
+    unsigned index;                 /* worker index; nloops for the acceptor */
+    struct event_base *base;        /* touched by this loop's thread only */
+    pthread_t thread;               /* the thread running it, once running */
+    pthread_mutex_t queue_mu;       /* guards queue, wake_pending, finished */
+    pants__taskq_t queue;           /* tasks posted, not yet run */
+    pants__taskq_t running_q;       /* the batch being run (swapped with queue) */
+    bool wake_pending;              /* a wake-up is on its way for queue */
+    bool in_batch;                  /* run_tasks is running a batch (loop thread) */
+    bool finished;                  /* posts are refused from now on */
+    int wake_fd;                    /* eventfd the posters write to */
+    struct event wake_ev;           /* reads wake_fd, runs the queue */
+    pthread_mutex_t setup_mu;       /* held by other threads acting before run */
+    pthread_cond_t running_cv;      /* signalled once running is set */
+    bool running;                   /* the thread started (under setup_mu) */
+    bool stopping;                  /* shutdown began (loop thread) */
+    pants__handle_t handles;        /* sentinel of the handle list */
+    size_t nactive;                 /* active handles on the list */
+    struct event shutdown_ev;       /* forces the rest closed after the timeout */
+    unsigned char *scratch;         /* PANTS__SCRATCH_SIZE bytes for reads */
+    unsigned char *wscratch;        /* PANTS__SCRATCH_SIZE bytes for writes */
+    void *resolver;                 /* channels' per-loop DNS state, or NULL */
+    void *dgram;                    /* datagrams' per-loop receive batch, or NULL */
+    pants__handle_t *pending_head;  /* handles with pending work, FIFO */
     pants__handle_t **pending_tail; /* where the next one is linked */
-    bool urgent;                  /* pending work must run before more input is read */
-    struct event pending_ev;      /* runs the pending queue */
-    int io_fd;                    /* the epoll set of stream sockets */
-    struct event io_ev;           /* io_fd is ready: dispatch its sockets */
-    uint64_t now_ms;              /* the loop's clock (CLOCK_MONOTONIC ms), cached */
-    bool now_stale;               /* now_ms must be read again before use */
-    bool in_round;                /* a round of ready sockets is being run */
-    pants__dheap_t deadlines;     /* lazy deadlines of this loop's objects */
-    struct event deadline_ev;     /* fires for the earliest of them */
-    uint64_t deadline_armed;      /* when deadline_ev fires; 0 = not armed */
-    size_t freed;                 /* bytes of buffers freed since the last trim */
-    struct event trim_ev;         /* gives freed memory back to the system, later */
-    void *wstage;                 /* channels' write stage (plain memory, freed with the loop) */
+    bool urgent;                    /* pending work must run before more input is read */
+    struct event pending_ev;        /* runs the pending queue */
+    int io_fd;                      /* the epoll set of stream sockets */
+    struct event io_ev;             /* io_fd is ready: dispatch its sockets */
+    uint64_t now_ms;                /* the loop's clock (CLOCK_MONOTONIC ms), cached */
+    bool now_stale;                 /* now_ms must be read again before use */
+    bool in_round;                  /* a round of ready sockets is being run */
+    pants__dheap_t deadlines;       /* lazy deadlines of this loop's objects */
+    struct event deadline_ev;       /* fires for the earliest of them */
+    uint64_t deadline_armed;        /* when deadline_ev fires; 0 = not armed */
+    size_t freed;                   /* bytes of buffers freed since the last trim */
+    struct event trim_ev;           /* gives freed memory back to the system, later */
+    void *wstage;                   /* channels' write stage (plain memory, freed with the loop) */
 };
 
 struct pants_engine_s {
-    pants_engine_options_t opts;  /* copied, defaults filled in */
-    char *dns_server;             /* owned copy of opts.dns_server */
-    unsigned nloops;              /* worker loops */
-    pants_loop_t **loops;         /* the workers */
-    pants_loop_t *acceptor;       /* owns the listening sockets */
-    unsigned next;                /* pants_engine_next_loop's cursor (atomic) */
-    unsigned accept_next;         /* the acceptor's own cursor (acceptor thread) */
-    volatile sig_atomic_t stop;   /* stop was requested (atomic) */
-    int state;                    /* PANTS__ENGINE_NEW / RUNNING / DONE */
-    bool background;              /* started with pants_engine_start */
-    pthread_t acceptor_thread;    /* after start */
-    pthread_t *threads;           /* worker threads */
-    unsigned nthreads_started;    /* how many of threads exist */
+    pants_engine_options_t opts; /* copied, defaults filled in */
+    char *dns_server;            /* owned copy of opts.dns_server */
+    unsigned nloops;             /* worker loops */
+    pants_loop_t **loops;        /* the workers */
+    pants_loop_t *acceptor;      /* owns the listening sockets */
+    unsigned next;               /* pants_engine_next_loop's cursor (atomic) */
+    unsigned accept_next;        /* the acceptor's own cursor (acceptor thread) */
+    volatile sig_atomic_t stop;  /* stop was requested (atomic) */
+    int state;                   /* PANTS__ENGINE_NEW / RUNNING / DONE */
+    bool background;             /* started with pants_engine_start */
+    pthread_t acceptor_thread;   /* after start */
+    pthread_t *threads;          /* worker threads */
+    unsigned nthreads_started;   /* how many of threads exist */
 };
 
 enum { PANTS__ENGINE_NEW, PANTS__ENGINE_RUNNING, PANTS__ENGINE_DONE };

@@ -24,8 +24,8 @@
 
 #include "engine-internal.h"
 
-#define DEFAULT_SHUTDOWN_MS 5000
-#define FD_TABLE_MAX        65536 /* descriptors the table is grown to up front, at most */
+#define DEFAULT_SHUTDOWN_MS    5000
+#define FD_TABLE_MAX           65536 /* descriptors the table is grown to up front, at most */
 #define DEFAULT_DNS_TIMEOUT_MS 2000
 
 static void fill_defaults(pants_engine_t *e, const pants_engine_options_t *opts)

@@ -16,18 +16,18 @@
 #include "engine-internal.h"
 
 static const char *const eai_names[] = {
-    [-(PANTS_EAI_ADDRFAMILY) - 3001] = "no address of the requested family for this host",
-    [-(PANTS_EAI_AGAIN) - 3001] = "temporary failure in name resolution",
-    [-(PANTS_EAI_BADFLAGS) - 3001] = "invalid flags for name resolution",
-    [-(PANTS_EAI_FAIL) - 3001] = "non-recoverable failure in name resolution",
-    [-(PANTS_EAI_FAMILY) - 3001] = "address family not supported",
-    [-(PANTS_EAI_MEMORY) - 3001] = "out of memory in name resolution",
-    [-(PANTS_EAI_NODATA) - 3001] = "no address associated with host name",
-    [-(PANTS_EAI_NONAME) - 3001] = "host name not known",
-    [-(PANTS_EAI_SERVICE) - 3001] = "service not supported for this socket type",
-    [-(PANTS_EAI_SOCKTYPE) - 3001] = "socket type not supported",
-    [-(PANTS_EAI_CANCELED) - 3001] = "name resolution cancelled",
-    [-(PANTS_EAI_TIMEOUT) - 3001] = "name resolution timed out",
+    [-(PANTS_EAI_ADDRFAMILY)-3001] = "no address of the requested family for this host",
+    [-(PANTS_EAI_AGAIN)-3001] = "temporary failure in name resolution",
+    [-(PANTS_EAI_BADFLAGS)-3001] = "invalid flags for name resolution",
+    [-(PANTS_EAI_FAIL)-3001] = "non-recoverable failure in name resolution",
+    [-(PANTS_EAI_FAMILY)-3001] = "address family not supported",
+    [-(PANTS_EAI_MEMORY)-3001] = "out of memory in name resolution",
+    [-(PANTS_EAI_NODATA)-3001] = "no address associated with host name",
+    [-(PANTS_EAI_NONAME)-3001] = "host name not known",
+    [-(PANTS_EAI_SERVICE)-3001] = "service not supported for this socket type",
+    [-(PANTS_EAI_SOCKTYPE)-3001] = "socket type not supported",
+    [-(PANTS_EAI_CANCELED)-3001] = "name resolution cancelled",
+    [-(PANTS_EAI_TIMEOUT)-3001] = "name resolution timed out",
 };
 
 #define DETAIL_MAX 256 /* bytes of a failure's detail */

@@ -332,8 +332,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Memory ------------------------------------------------------------- */
 
-#define TRIM_AFTER (4u << 20) /* bytes freed before the allocator is asked to trim */
-#define TRIM_DELAY_MS 1000    /* and how long after the first of them */
+#define TRIM_AFTER    (4u << 20) /* bytes freed before the allocator is asked to trim */
+#define TRIM_DELAY_MS 1000       /* and how long after the first of them */
 
 static void on_trim(evutil_socket_t fd, short what, void *arg)
 {
@@ -654,7 +654,7 @@ pants_loop_t *pants__loop_new(pants_engine_t *e, unsigned index)
         goto close_io;
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     event_config_set_flag(cfg, EVENT_BASE_FLAG_IGNORE_ENV); /* EVENT_NOEPOLL must not win */
-    event_config_require_features(cfg, EV_FEATURE_ET);     /* epoll, never poll or select */
+    event_config_require_features(cfg, EV_FEATURE_ET);      /* epoll, never poll or select */
     errno = 0;
     l->base = event_base_new_with_config(cfg);
     event_config_free(cfg);

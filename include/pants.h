@@ -61,17 +61,17 @@ typedef struct pants_addr_s {
 
 /* Name-resolution failures: below every errno value. */
 #define PANTS_EAI_ADDRFAMILY (-3001) /* no address of the wanted family */
-#define PANTS_EAI_AGAIN (-3002)      /* temporary failure: try again later */
-#define PANTS_EAI_BADFLAGS (-3003)   /* invalid resolver flags */
-#define PANTS_EAI_FAIL (-3004)       /* permanent failure of the name server */
-#define PANTS_EAI_FAMILY (-3005)     /* address family not supported */
-#define PANTS_EAI_MEMORY (-3006)     /* out of memory while resolving */
-#define PANTS_EAI_NODATA (-3007)     /* the name has no address */
-#define PANTS_EAI_NONAME (-3008)     /* the name does not exist */
-#define PANTS_EAI_SERVICE (-3009)    /* invalid port / service */
-#define PANTS_EAI_SOCKTYPE (-3010)   /* socket type not supported */
-#define PANTS_EAI_CANCELED (-3011)   /* the lookup was cancelled */
-#define PANTS_EAI_TIMEOUT (-3012)    /* no answer from the name servers in time */
+#define PANTS_EAI_AGAIN      (-3002) /* temporary failure: try again later */
+#define PANTS_EAI_BADFLAGS   (-3003) /* invalid resolver flags */
+#define PANTS_EAI_FAIL       (-3004) /* permanent failure of the name server */
+#define PANTS_EAI_FAMILY     (-3005) /* address family not supported */
+#define PANTS_EAI_MEMORY     (-3006) /* out of memory while resolving */
+#define PANTS_EAI_NODATA     (-3007) /* the name has no address */
+#define PANTS_EAI_NONAME     (-3008) /* the name does not exist */
+#define PANTS_EAI_SERVICE    (-3009) /* invalid port / service */
+#define PANTS_EAI_SOCKTYPE   (-3010) /* socket type not supported */
+#define PANTS_EAI_CANCELED   (-3011) /* the lookup was cancelled */
+#define PANTS_EAI_TIMEOUT    (-3012) /* no answer from the name servers in time */
 
 /* A TLS handshake, certificate check or record failed; pants_strerror
  * names the reason (OpenSSL's, or the verify result) of the last such
@@ -173,8 +173,9 @@ PANTS_EXTERN int pants_loop_post(pants_loop_t *l, pants_fn_t fn, void *arg);
  * errno set on failure (EINVAL, ENOMEM, EPERM from another thread once the
  * loop runs, ESHUTDOWN once it stopped).  Call on l's thread, or on any
  * thread before the engine runs.  Delays count from the moment of the call. */
-PANTS_EXTERN pants_timer_t *pants_timer_callback(pants_loop_t *l, pants_fn_t fn, void *arg); /* once, next iteration */
-PANTS_EXTERN pants_timer_t *pants_timer_loop(pants_loop_t *l, pants_fn_t fn, void *arg);     /* every iteration */
+PANTS_EXTERN pants_timer_t *pants_timer_callback(pants_loop_t *l, pants_fn_t fn,
+                                                 void *arg); /* once, next iteration */
+PANTS_EXTERN pants_timer_t *pants_timer_loop(pants_loop_t *l, pants_fn_t fn, void *arg); /* every iteration */
 PANTS_EXTERN pants_timer_t *pants_timer_defer(pants_loop_t *l, uint64_t delay_ms, pants_fn_t fn,
                                               void *arg); /* once, after delay_ms */
 PANTS_EXTERN pants_timer_t *pants_timer_cycle(pants_loop_t *l, uint64_t interval_ms, pants_fn_t fn,
@@ -203,14 +204,16 @@ PANTS_EXTERN void pants_timer_cancel(pants_timer_t *t);
 
 typedef struct pants_stream_callbacks_s {
     void (*on_connect)(pants_stream_t *s);
-    void (*on_connect_error)(pants_stream_t *s, int err); /* stays usable: connect again or close; NULL = close */
+    void (*on_connect_error)(pants_stream_t *s,
+                             int err); /* stays usable: connect again or close; NULL = close */
     void (*on_read)(pants_stream_t *s, const void *data, size_t len);
     void (*on_write)(pants_stream_t *s);          /* everything queued has been handed to the kernel */
     void (*on_close)(pants_stream_t *s);          /* exactly once, always last; s is freed after it returns */
     void (*on_overflow)(pants_stream_t *s);       /* read buffer passed its limit; NULL = close */
     void (*on_error)(pants_stream_t *s, int err); /* I/O error other than EOF or reset; NULL = close */
-    void (*on_write_high)(pants_stream_t *s);     /* pending() rose past the high watermark; NULL = pause reading s */
-    void (*on_write_low)(pants_stream_t *s);      /* pending() fell to the low watermark after a high */
+    void (*on_write_high)(
+        pants_stream_t *s); /* pending() rose past the high watermark; NULL = pause reading s */
+    void (*on_write_low)(pants_stream_t *s);         /* pending() fell to the low watermark after a high */
     void (*on_timeout)(pants_stream_t *s, int kind); /* a PANTS_TIMEOUT_* ran out; NULL = close */
 } pants_stream_callbacks_t;
 
@@ -314,11 +317,11 @@ PANTS_EXTERN int pants_stream_set_timeout(pants_stream_t *s, int kind, uint64_t 
 /* The starting settings of every connection a server accepts (see
  * pants_server_set_stream_options).  Zero = the default, field by field. */
 typedef struct pants_stream_options_s {
-    size_t read_limit;         /* 64 KiB */
-    size_t write_low;          /* 256 KiB */
-    size_t write_high;         /* 1 MiB; SIZE_MAX = no watermarks */
-    size_t write_limit;        /* none */
-    uint64_t idle_timeout_ms;  /* none, and so on for the others */
+    size_t read_limit;        /* 64 KiB */
+    size_t write_low;         /* 256 KiB */
+    size_t write_high;        /* 1 MiB; SIZE_MAX = no watermarks */
+    size_t write_limit;       /* none */
+    uint64_t idle_timeout_ms; /* none, and so on for the others */
     uint64_t read_timeout_ms;
     uint64_t write_timeout_ms;
     uint64_t frame_timeout_ms;
@@ -408,9 +411,10 @@ PANTS_EXTERN int pants_stream_set_read_limit(pants_stream_t *s, size_t max_bytes
 
 typedef struct pants_server_callbacks_s {
     void (*on_listen)(pants_server_t *srv);
-    void (*on_accept)(pants_server_t *srv, pants_stream_t *conn); /* runs on conn's loop, before its first read */
-    void (*on_close)(pants_server_t *srv);                        /* once, after its connections closed */
-    void (*on_error)(pants_server_t *srv, int err);               /* accept failed (EMFILE, ...); still listening */
+    void (*on_accept)(pants_server_t *srv,
+                      pants_stream_t *conn);        /* runs on conn's loop, before its first read */
+    void (*on_close)(pants_server_t *srv);          /* once, after its connections closed */
+    void (*on_error)(pants_server_t *srv, int err); /* accept failed (EMFILE, ...); still listening */
 } pants_server_callbacks_t;
 
 /* A server of engine e; cb and conn_cb are copied.  Any thread.  NULL with
@@ -606,13 +610,13 @@ struct ssl_ctx_st; /* SSL_CTX */
 struct ssl_st;     /* SSL */
 
 typedef struct pants_tls_options_s { /* zero = the default, field by field */
-    const char *cert_file; /* PEM certificate chain: a server's (required), or a client's own */
-    const char *key_file;  /* its private key, PEM (NULL: in cert_file) */
-    const char *ca_file;   /* PEM CAs to verify the peer with.  Client: NULL = the system's
-                              store.  Server: set = clients must present a certificate it verifies */
-    const char *alpn;      /* protocols offered / accepted, e.g. "h2,http/1.1"; NULL = none */
-    bool insecure;         /* client: do not verify the server (tests only) */
-    bool ktls;             /* use kernel TLS where the kernel and the cipher allow */
+    const char *cert_file;           /* PEM certificate chain: a server's (required), or a client's own */
+    const char *key_file;            /* its private key, PEM (NULL: in cert_file) */
+    const char *ca_file;             /* PEM CAs to verify the peer with.  Client: NULL = the system's
+                                        store.  Server: set = clients must present a certificate it verifies */
+    const char *alpn;                /* protocols offered / accepted, e.g. "h2,http/1.1"; NULL = none */
+    bool insecure;                   /* client: do not verify the server (tests only) */
+    bool ktls;                       /* use kernel TLS where the kernel and the cipher allow */
 } pants_tls_options_t;
 
 /* A context for the server / client side with pants' defaults: TLS 1.2

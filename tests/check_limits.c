@@ -39,20 +39,20 @@ Suite *limits_suite(void);
 /* ---- Helpers ------------------------------------------------------------ */
 
 struct ctx {
-    int accepted;                  /* on_accept calls */
-    int closed;                    /* on_close calls */
-    int highs;                     /* on_write_high calls */
-    int lows;                      /* on_write_low calls */
-    int error;                     /* on_error's code */
-    int timeouts;                  /* on_timeout calls */
-    int timeout_kind;              /* its last kind */
-    int keep_open;                 /* on_timeout leaves the stream open */
-    int64_t timeout_ms[8];         /* when on_timeout ran, ms since start */
-    int64_t closed_ms;             /* when on_close ran, ms since start */
-    int64_t start_ms;              /* reference time */
-    int rc[4];                     /* results of writes made by the server */
+    int accepted;                           /* on_accept calls */
+    int closed;                             /* on_close calls */
+    int highs;                              /* on_write_high calls */
+    int lows;                               /* on_write_low calls */
+    int error;                              /* on_error's code */
+    int timeouts;                           /* on_timeout calls */
+    int timeout_kind;                       /* its last kind */
+    int keep_open;                          /* on_timeout leaves the stream open */
+    int64_t timeout_ms[8];                  /* when on_timeout ran, ms since start */
+    int64_t closed_ms;                      /* when on_close ran, ms since start */
+    int64_t start_ms;                       /* reference time */
+    int rc[4];                              /* results of writes made by the server */
     const pants_stream_callbacks_t *odd_cb; /* given to every second connection by on_accept */
-    int odd_idle_off;              /* on_accept turns IDLE off for every second connection */
+    int odd_idle_off;                       /* on_accept turns IDLE off for every second connection */
 };
 
 static int64_t now_ms(void)
@@ -110,8 +110,8 @@ static void count_accept(pants_server_t *srv, pants_stream_t *s)
 
 static const pants_server_callbacks_t count_scb = {.on_accept = count_accept};
 
-static pants_server_t *serve(pants_engine_t *e, const pants_stream_callbacks_t *cb, const pants_stream_options_t *o,
-                             struct ctx *c, char *addr, size_t len)
+static pants_server_t *serve(pants_engine_t *e, const pants_stream_callbacks_t *cb,
+                             const pants_stream_options_t *o, struct ctx *c, char *addr, size_t len)
 {
     pants_server_t *srv = pants_server_new(e, &count_scb, cb, c);
     pants_addr_t a;
@@ -297,8 +297,10 @@ static void big_on_connect(pants_stream_t *s)
 
 START_TEST(watermarks_fire_once_each_way)
 {
-    static const pants_stream_callbacks_t cb = {
-        .on_connect = big_on_connect, .on_write_high = count_high, .on_write_low = count_low, .on_close = on_close};
+    static const pants_stream_callbacks_t cb = {.on_connect = big_on_connect,
+                                                .on_write_high = count_high,
+                                                .on_write_low = count_low,
+                                                .on_close = on_close};
     pants_engine_t *e = engine_up(1);
     struct ctx c = {0};
     unsigned char buf[65536];
@@ -383,7 +385,8 @@ static void limited_accept(pants_server_t *srv, pants_stream_t *s)
     if (INC(c->accepted) != 2)
         return;
     pants_stream_set_write_limit(s, 150000);
-    setsockopt(pants_stream_fd(s), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)); /* the kernel holds little */
+    setsockopt(pants_stream_fd(s), SOL_SOCKET, SO_SNDBUF, &small,
+               sizeof(small)); /* the kernel holds little */
 }
 
 START_TEST(broadcast_drops_only_the_one_over_its_limit)
@@ -513,8 +516,9 @@ START_TEST(timeout_starts_over_when_left_open)
     ck_assert_int_eq(GET(c.timeout_kind), PANTS_TIMEOUT_IDLE);
     ck_assert_int_ge(c.timeout_ms[0], 200);
     for (int i = 1; i < 3; i++)
-        ck_assert_msg(c.timeout_ms[i] - c.timeout_ms[i - 1] >= 200, "timeout %d came %lld ms after the one before",
-                      i, (long long)(c.timeout_ms[i] - c.timeout_ms[i - 1]));
+        ck_assert_msg(c.timeout_ms[i] - c.timeout_ms[i - 1] >= 200,
+                      "timeout %d came %lld ms after the one before", i,
+                      (long long)(c.timeout_ms[i] - c.timeout_ms[i - 1]));
     close(fd);
     engine_down(e);
 }

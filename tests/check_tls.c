@@ -48,10 +48,10 @@ Suite *tls_suite(void);
 
 /* ---- Certificates ---------------------------------------------------------- */
 
-static char dir[64];            /* where the certificates are */
-static char ca[128], ca2[128];  /* the test CA, and one nobody trusts */
+static char dir[64];           /* where the certificates are */
+static char ca[128], ca2[128]; /* the test CA, and one nobody trusts */
 static char srv_cert[128], srv_key[128], cli_cert[128], cli_key[128];
-static int certs_ok;            /* they were made */
+static int certs_ok; /* they were made */
 
 static int run(const char *cmd)
 {
@@ -124,20 +124,20 @@ static void setup(void)
 /* ---- Engine and servers ------------------------------------------------------ */
 
 struct ctx {
-    int connected;       /* on_connect calls */
-    int closed;          /* on_close calls */
-    int error;           /* on_error's code */
-    int errors;          /* on_error calls */
-    int addr_rc;         /* pants_stream_remote_address inside on_error */
-    int connect_error;   /* on_connect_error's code */
-    char reason[256];    /* pants_strerror inside the error callback */
-    int reused;          /* SSL_session_reused at on_connect */
-    char alpn[32];       /* the protocol selected */
-    size_t got;          /* bytes read */
+    int connected;            /* on_connect calls */
+    int closed;               /* on_close calls */
+    int error;                /* on_error's code */
+    int errors;               /* on_error calls */
+    int addr_rc;              /* pants_stream_remote_address inside on_error */
+    int connect_error;        /* on_connect_error's code */
+    char reason[256];         /* pants_strerror inside the error callback */
+    int reused;               /* SSL_session_reused at on_connect */
+    char alpn[32];            /* the protocol selected */
+    size_t got;               /* bytes read */
     unsigned char buf[65536]; /* what was read (the first 64 KiB) */
-    int lines;           /* frames read */
-    int phase;           /* STARTTLS: 0 plain, 1 TLS asked, 2 TLS up */
-    struct ssl_ctx_st *tls; /* STARTTLS: the context to switch to */
+    int lines;                /* frames read */
+    int phase;                /* STARTTLS: 0 plain, 1 TLS asked, 2 TLS up */
+    struct ssl_ctx_st *tls;   /* STARTTLS: the context to switch to */
 };
 
 static pants_engine_t *engine_up(unsigned threads)
@@ -224,8 +224,9 @@ static struct ssl_ctx_st *server_ctx(const char *client_ca, const char *alpn)
 }
 
 /* A TLS server on 127.0.0.1 (ctx: its own reference, dropped here). */
-static pants_server_t *serve_tls(pants_engine_t *e, struct ssl_ctx_st *ctx, const pants_stream_callbacks_t *cb,
-                                 const pants_stream_options_t *o, struct ctx *c, char *addr, size_t len)
+static pants_server_t *serve_tls(pants_engine_t *e, struct ssl_ctx_st *ctx,
+                                 const pants_stream_callbacks_t *cb, const pants_stream_options_t *o,
+                                 struct ctx *c, char *addr, size_t len)
 {
     pants_server_t *srv = pants_server_new(e, NULL, cb, c);
     pants_addr_t a;
@@ -423,8 +424,10 @@ static void grab_client(pants_stream_t *s)
 START_TEST(echo_every_delimiter_bytewise)
 {
     static const pants_stream_callbacks_t scb = {.on_connect = frame_on_connect, .on_read = frame_on_read};
-    static const pants_stream_callbacks_t ccb = {
-        .on_connect = grab_client, .on_read = collect, .on_connect_error = on_connect_error, .on_close = on_close};
+    static const pants_stream_callbacks_t ccb = {.on_connect = grab_client,
+                                                 .on_read = collect,
+                                                 .on_connect_error = on_connect_error,
+                                                 .on_close = on_close};
     static const char text[] = "0123456789abcdefghij\nKLMNOPQRST\r\nuvwxyz0123\n";
     static const char *const want[] = {
         "0123456789abcdefghij\nKLMNOPQRST\r\nuvwxyz0123\n", /* any: whatever arrived, cut anywhere */
@@ -565,8 +568,11 @@ START_TEST(verification_failures)
     pants_engine_t *e = engine_up(1);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
-    struct client_spec cs = {.c = &cc, .cb = &plain_client_cb, .o = {.ca_file = _i ? ca2 : ca},
-                             .name = _i ? "localhost" : "wrong.example", .addr = addr};
+    struct client_spec cs = {.c = &cc,
+                             .cb = &plain_client_cb,
+                             .o = {.ca_file = _i ? ca2 : ca},
+                             .name = _i ? "localhost" : "wrong.example",
+                             .addr = addr};
 
     serve_tls(e, server_ctx(NULL, NULL), NULL, NULL, &sc, addr, sizeof(addr));
     client(e, &cs);
@@ -583,7 +589,8 @@ START_TEST(insecure_accepts_any_server)
     pants_engine_t *e = engine_up(1);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
-    struct client_spec cs = {.c = &cc, .cb = &plain_client_cb, .o = {.insecure = true}, .name = NULL, .addr = addr};
+    struct client_spec cs = {
+        .c = &cc, .cb = &plain_client_cb, .o = {.insecure = true}, .name = NULL, .addr = addr};
 
     serve_tls(e, server_ctx(NULL, NULL), NULL, NULL, &sc, addr, sizeof(addr));
     client(e, &cs);
@@ -596,9 +603,12 @@ END_TEST
 /* _i: 0 the client shows no certificate, 1 it shows one signed by the CA. */
 START_TEST(client_certificates)
 {
-    static const pants_stream_callbacks_t scb = {.on_connect = on_connect, .on_error = on_error, .on_close = on_close};
-    static const pants_stream_callbacks_t ccb = {
-        .on_connect = on_connect, .on_connect_error = on_connect_error, .on_close = on_close, .on_read = collect};
+    static const pants_stream_callbacks_t scb = {
+        .on_connect = on_connect, .on_error = on_error, .on_close = on_close};
+    static const pants_stream_callbacks_t ccb = {.on_connect = on_connect,
+                                                 .on_connect_error = on_connect_error,
+                                                 .on_close = on_close,
+                                                 .on_read = collect};
     pants_engine_t *e = engine_up(1);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
@@ -628,7 +638,8 @@ END_TEST
 
 START_TEST(plain_text_client_at_tls_server)
 {
-    static const pants_stream_callbacks_t cb = {.on_connect = on_connect, .on_error = on_error, .on_close = on_close};
+    static const pants_stream_callbacks_t cb = {
+        .on_connect = on_connect, .on_error = on_error, .on_close = on_close};
     pants_engine_t *e = engine_up(1);
     struct ctx c = {0};
     char addr[64], buf[256];
@@ -653,7 +664,8 @@ END_TEST
 
 START_TEST(stalled_handshake_is_bounded)
 {
-    static const pants_stream_callbacks_t cb = {.on_connect = on_connect, .on_error = on_error, .on_close = on_close};
+    static const pants_stream_callbacks_t cb = {
+        .on_connect = on_connect, .on_error = on_error, .on_close = on_close};
     pants_stream_options_t o = {.frame_timeout_ms = 300};
     pants_engine_t *e = engine_up(1);
     struct ctx c = {0};
@@ -679,8 +691,11 @@ START_TEST(alpn_is_negotiated)
     pants_engine_t *e = engine_up(1);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
-    struct client_spec cs = {.c = &cc, .cb = &plain_client_cb, .o = {.ca_file = ca, .alpn = "spdy/1,http/1.1"},
-                             .name = "localhost", .addr = addr};
+    struct client_spec cs = {.c = &cc,
+                             .cb = &plain_client_cb,
+                             .o = {.ca_file = ca, .alpn = "spdy/1,http/1.1"},
+                             .name = "localhost",
+                             .addr = addr};
 
     serve_tls(e, server_ctx(NULL, "h2,http/1.1"), &scb, NULL, &sc, addr, sizeof(addr));
     client(e, &cs);
@@ -702,9 +717,10 @@ static void read_then_close(pants_stream_t *s, const void *data, size_t len)
 START_TEST(session_resumption)
 {
     static const pants_stream_callbacks_t scb = {.on_connect = bulk_on_connect};
-    static const pants_stream_callbacks_t ccb = {
-        .on_connect = on_connect, .on_connect_error = on_connect_error, .on_read = read_then_close,
-        .on_close = on_close};
+    static const pants_stream_callbacks_t ccb = {.on_connect = on_connect,
+                                                 .on_connect_error = on_connect_error,
+                                                 .on_read = read_then_close,
+                                                 .on_close = on_close};
     pants_tls_options_t o = {.ca_file = ca};
     pants_engine_t *e = engine_up(1);
     struct ctx sc = {0}, c1 = {0}, c2 = {0};
@@ -872,7 +888,8 @@ END_TEST
  * reset is -- on_close, no on_error. */
 START_TEST(eof_without_close_notify_is_quiet)
 {
-    static const pants_stream_callbacks_t cb = {.on_connect = on_connect, .on_error = on_error, .on_close = on_close};
+    static const pants_stream_callbacks_t cb = {
+        .on_connect = on_connect, .on_error = on_error, .on_close = on_close};
     pants_engine_t *e = engine_up(1);
     struct ctx c = {0};
     struct peer p;
@@ -924,9 +941,10 @@ END_TEST
 START_TEST(session_resumption_tls12)
 {
     static const pants_stream_callbacks_t scb = {.on_connect = bulk_on_connect};
-    static const pants_stream_callbacks_t ccb = {
-        .on_connect = on_connect, .on_connect_error = on_connect_error, .on_read = read_then_close,
-        .on_close = on_close};
+    static const pants_stream_callbacks_t ccb = {.on_connect = on_connect,
+                                                 .on_connect_error = on_connect_error,
+                                                 .on_read = read_then_close,
+                                                 .on_close = on_close};
     pants_tls_options_t o = {.ca_file = ca};
     pants_engine_t *e = engine_up(1);
     struct ctx sc = {0}, c1 = {0}, c2 = {0};
@@ -995,8 +1013,10 @@ static void send_line(void *arg)
 /* openssl s_server -rev sends each line back reversed. */
 START_TEST(pants_client_against_openssl_s_server)
 {
-    static const pants_stream_callbacks_t ccb = {
-        .on_connect = grab_client, .on_read = collect, .on_connect_error = on_connect_error, .on_close = on_close};
+    static const pants_stream_callbacks_t ccb = {.on_connect = grab_client,
+                                                 .on_read = collect,
+                                                 .on_connect_error = on_connect_error,
+                                                 .on_close = on_close};
     pants_engine_t *e = engine_up(1);
     struct ctx cc = {0};
     char cmd[1024], addr[64];

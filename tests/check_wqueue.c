@@ -406,9 +406,9 @@ START_TEST(accepted_watch_fails)
 END_TEST
 
 struct client_ctx {
-    struct ctx *c;  /* where to record */
+    struct ctx *c; /* where to record */
     const char *addr;
-    int rc;         /* connect's result */
+    int rc; /* connect's result */
     uint64_t timeout_ms;
 };
 
