@@ -397,6 +397,12 @@ pants__tls_t *pants__tls_new(SSL_CTX *ctx, bool server, const char *server_name,
         goto fail;
     t->server = server;
     SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* A record in one read() instead of two (header, then body); kernel
+     * TLS receives without it. */
+#ifdef SSL_OP_ENABLE_KTLS
+    if (!(SSL_get_options(t->ssl) & SSL_OP_ENABLE_KTLS))
+#endif
+        SSL_set_read_ahead(t->ssl, 1);
     if (ssl_index >= 0)
         SSL_set_ex_data(t->ssl, ssl_index, t);
     if (server)
