@@ -50,6 +50,8 @@ struct pants_server_s {
     bool armed;                         /* listen_ev is added */
     bool emfile_reported;               /* on_error told of this shortage */
     bool full;                          /* at max_conns: not accepting (atomic) */
+    bool reuseport;                     /* a listener per worker loop (set before listen) */
+    bool proxy_protocol;                /* connections start with a PROXY header (set before listen) */
     pants__bound_path_t unix_path;      /* socket file to remove on close */
     struct event listen_ev;             /* fd readable: accept */
     struct event backoff_ev;            /* resume accepting after EMFILE */
@@ -396,6 +398,40 @@ int pants_server_set_max_connections(pants_server_t *srv, size_t max)
     if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE)) /* a raised cap may let it accept again */
         post_with_ref(srv->engine->acceptor, resume_task, srv, NULL, 0);
     return 0;
+}
+
+int pants_server_set_reuseport(pants_server_t *srv, bool on)
+{
+    int rc = 0;
+
+    if (srv == NULL)
+        return -EINVAL;
+#ifndef SO_REUSEPORT
+    if (on)
+        return -ENOTSUP;
+#endif
+    pthread_mutex_lock(&srv->mu);
+    if (srv->bound)
+        rc = -EALREADY;
+    else
+        srv->reuseport = on;
+    pthread_mutex_unlock(&srv->mu);
+    return rc;
+}
+
+int pants_server_set_proxy_protocol(pants_server_t *srv, bool on)
+{
+    int rc = 0;
+
+    if (srv == NULL)
+        return -EINVAL;
+    pthread_mutex_lock(&srv->mu);
+    if (srv->bound)
+        rc = -EALREADY;
+    else
+        srv->proxy_protocol = on;
+    pthread_mutex_unlock(&srv->mu);
+    return rc;
 }
 
 static void on_acceptable(evutil_socket_t lfd, short what, void *arg)

@@ -462,6 +462,28 @@ PANTS_EXTERN int pants_server_set_stream_options(pants_server_t *srv, const pant
  * listen; applies from the next accepted connection. */
 PANTS_EXTERN int pants_server_set_max_connections(pants_server_t *srv, size_t max);
 
+/* ---- Deployment: several loops on one port, behind a load balancer ----- */
+
+/* Before listen.  On: one listening socket per worker loop (SO_REUSEPORT),
+ * each accepting on its own loop with no acceptor hand-off; the kernel
+ * spreads connections by a hash of their addresses instead of round-robin,
+ * and other processes may listen on the same port.  Off (the default): one
+ * socket, accepted by the acceptor and handed round-robin.  Returns 0,
+ * -EINVAL (NULL srv), -EALREADY once listening, -ENOTSUP where the kernel
+ * lacks SO_REUSEPORT; a Unix address then fails listen with -EINVAL.  Any
+ * thread. */
+PANTS_EXTERN int pants_server_set_reuseport(pants_server_t *srv, bool on);
+
+/* Before listen.  On: every connection starts with a PROXY protocol header,
+ * version 1 (text) or 2 (binary), as HAProxy, nginx and AWS NLB send it;
+ * pants_stream_remote_address and pants_stream_local_address then give the
+ * addresses it names (a v2 LOCAL or v1 UNKNOWN header: the socket's own).
+ * The header is read before TLS and before on_accept; a missing, malformed
+ * or incomplete one (within the frame timeout, or 5 s) closes the
+ * connection without on_accept, and the server's on_error is not called.
+ * Returns 0, -EINVAL (NULL srv), -EALREADY once listening.  Any thread. */
+PANTS_EXTERN int pants_server_set_proxy_protocol(pants_server_t *srv, bool on);
+
 /* ---- Datagrams -------------------------------------------------------- */
 
 /* A datagram wraps one packet socket: UDP over IPv4 or IPv6, or a Unix
