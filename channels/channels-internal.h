@@ -162,6 +162,10 @@ int pants__stream_options_resolve(const pants_stream_options_t *o, pants_stream_
 /* The TLS context srv's connections handshake on, or NULL.  Any thread. */
 struct ssl_ctx_st *pants__server_tls(const pants_server_t *srv);
 
+/* Do srv's connections start with a PROXY protocol header?  Any thread
+ * after listen. */
+bool pants__server_has_proxy_protocol(const pants_server_t *srv);
+
 /* The resolved starting settings of srv's new connections (valid while srv
  * lives).  Any thread. */
 const pants_stream_options_t *pants__server_stream_options(const pants_server_t *srv);

@@ -1,16 +1,20 @@
-/* server.c -- listening stream sockets, owned by the engine's acceptor.
+/* server.c -- listening stream sockets and their connections.
  *
  * pants_server_listen binds on the calling thread, so its errors come back
- * from the call; the socket is then watched by the acceptor loop.  The
- * acceptor accepts until EAGAIN and hands every new socket to the next
- * worker round-robin through that worker's task queue; the stream is made
- * there (pants__stream_adopt), where on_accept and on_connect run.  Running
- * out of descriptors is reported once and accepting pauses briefly, so the
- * acceptor never spins.
+ * from the call.  Each listening socket is a listener, a handle pinned to
+ * the loop that accepts on it.  By default there is one, on the acceptor,
+ * which accepts until EAGAIN and hands every new socket to the next worker
+ * round-robin through that worker's task queue; the stream is made there
+ * (pants__stream_adopt), where on_accept and on_connect run.  With
+ * reuseport every worker has a listener of its own on the same port
+ * (SO_REUSEPORT), and adopts what it accepts on the spot.  Running out of
+ * descriptors is reported once and accepting pauses briefly, so no
+ * listener spins.
  *
- * A server lives until its listener is closed and its last connection has
- * closed; then on_close runs on the acceptor and its memory goes with the
- * last reference (connections and tasks in flight hold one each).
+ * A server lives until its listeners are closed and its last connection
+ * has closed; then on_close runs on the acceptor and its memory goes with
+ * the last reference (listeners, connections and tasks in flight hold one
+ * each).  Server callbacks other than on_accept run on the acceptor.
  */
 #include "config.h"
 
@@ -41,20 +45,19 @@ struct pants_server_s {
     pants_server_callbacks_t cb;        /* the application's callbacks */
     pants_stream_callbacks_t conn_cb;   /* given to every connection */
     void *data;                         /* the application's pointer */
-    pthread_mutex_t mu;                 /* guards fd, bound, closing between threads */
-    int fd;                             /* listening socket, or -1 */
-    int family;                         /* its family: that of every connection */
+    pthread_mutex_t mu;                 /* guards ls, bound, closing between threads */
+    struct listener_s **ls;             /* the listening sockets (set under mu at listen) */
+    unsigned nls;                       /* how many: 1, or one per worker with reuseport */
+    unsigned open_ls;                   /* listeners not yet closed (atomic) */
+    int family;                         /* their family: that of every connection */
+    pants_addr_t local;                 /* the bound address */
     bool bound;                         /* listen succeeded once */
-    bool closing;                       /* close asked: no more accepts */
+    bool closing;                       /* close asked: no more accepts (atomic reads) */
     bool finished;                      /* on_close ran or is about to (atomic) */
-    bool armed;                         /* listen_ev is added */
-    bool emfile_reported;               /* on_error told of this shortage */
-    bool full;                          /* at max_conns: not accepting (atomic) */
+    bool full;                          /* a listener paused at max_conns (atomic) */
     bool reuseport;                     /* a listener per worker loop (set before listen) */
     bool proxy_protocol;                /* connections start with a PROXY header (set before listen) */
     pants__bound_path_t unix_path;      /* socket file to remove on close */
-    struct event listen_ev;             /* fd readable: accept */
-    struct event backoff_ev;            /* resume accepting after EMFILE */
     size_t conns;                       /* open connections (atomic) */
     size_t max_conns;                   /* accept no more than this; 0 = no cap (atomic) */
     pants_stream_t **heads;             /* per worker: its connections */
@@ -64,8 +67,7 @@ struct pants_server_s {
 };
 
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns);
-static void close_listener(pants_server_t *srv);
-static void unlisten(pants_server_t *srv);
+static void close_listeners(pants_server_t *srv);
 
 /* pants__loop_enter for the server calls that are legal from any thread: a
  * running acceptor is reached by a post, without the misuse warning. */
@@ -96,6 +98,9 @@ static void server_free(pants__handle_t *h)
     }
     if (srv->tls != NULL)
         pants__tls_ctx_release(srv->tls);
+    for (unsigned i = 0; i < srv->nls; i++)
+        free(srv->ls[i]);
+    free(srv->ls);
     pthread_mutex_destroy(&srv->mu);
     free(srv->heads);
     free(srv);
@@ -193,7 +198,9 @@ int pants_server_local_address(pants_server_t *srv, pants_addr_t *a)
     if (srv == NULL || a == NULL)
         return -EINVAL;
     pthread_mutex_lock(&srv->mu);
-    rc = srv->fd >= 0 ? pants__addr_of_fd(srv->fd, false, a) : -ENOTCONN;
+    rc = srv->bound && !srv->closing ? 0 : -ENOTCONN;
+    if (rc == 0)
+        *a = srv->local;
     pthread_mutex_unlock(&srv->mu);
     return rc;
 }
@@ -213,7 +220,7 @@ void pants__server_conn_opened(pants_server_t *srv, pants_stream_t *s)
 }
 
 static void check_finish_task(void *a, void *b, uintptr_t c);
-static void resume_task(void *a, void *b, uintptr_t c);
+static void resume_listeners(pants_server_t *srv);
 
 void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s)
 {
@@ -230,9 +237,9 @@ void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s)
     size_t left = __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL);
     if (left == 0)
         post_with_ref(srv->engine->acceptor, check_finish_task, srv, NULL, 0);
-    if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE) &&
+    if (__atomic_load_n(&srv->full, __ATOMIC_SEQ_CST) &&
         left < __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED))
-        post_with_ref(srv->engine->acceptor, resume_task, srv, NULL, 0);
+        resume_listeners(srv);
     server_unref(srv);
 }
 
@@ -277,6 +284,7 @@ static void server_run_pending(pants__handle_t *h, unsigned bits)
 static void maybe_finish(pants_server_t *srv)
 {
     if (!srv->closing || __atomic_load_n(&srv->finished, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&srv->open_ls, __ATOMIC_ACQUIRE) != 0 ||
         __atomic_load_n(&srv->conns, __ATOMIC_ACQUIRE) != 0)
         return;
     __atomic_store_n(&srv->finished, true, __ATOMIC_RELEASE);
@@ -292,48 +300,149 @@ static void check_finish_task(void *a, void *b, uintptr_t c)
     server_unref(a);
 }
 
-/* ---- Accepting ---------------------------------------------------------- */
+/* ---- Listeners ------------------------------------------------------------ */
 
-/* Watching the listener failed: say so, and close the server (it could
- * never accept again). */
-static void watch_failed(pants_server_t *srv, int err)
+/* A listening socket, pinned to the loop that accepts on it: the acceptor,
+ * or with reuseport a worker. */
+typedef struct listener_s {
+    pants__handle_t handle;  /* on its loop's list (active until closed) */
+    pants_server_t *srv;     /* owner; the listener holds a reference */
+    int fd;                  /* the socket, or -1 once closed */
+    bool armed;              /* ev is added (or was, until paused) */
+    bool paused;             /* at max_conns: ev deleted until a resume */
+    bool emfile_reported;    /* on_error heard of this shortage */
+    struct event ev;         /* fd readable: accept */
+    struct event backoff_ev; /* resume accepting after EMFILE */
+} listener_t;
+
+static bool srv_closing(const pants_server_t *srv)
 {
-    if (srv->cb.on_error)
-        srv->cb.on_error(srv, err);
-    server_close_on_acceptor(srv, true);
+    return __atomic_load_n(&srv->closing, __ATOMIC_ACQUIRE);
 }
+
+static void report_task(void *a, void *b, uintptr_t c)
+{
+    pants_server_t *srv = a;
+
+    (void)b;
+    if (!__atomic_load_n(&srv->finished, __ATOMIC_ACQUIRE) && srv->cb.on_error)
+        srv->cb.on_error(srv, (int)(intptr_t)c);
+    server_unref(srv);
+}
+
+/* on_error(err), on the acceptor. */
+static void report_error(pants_server_t *srv, int err)
+{
+    if (pants__loop_is_current(srv->engine->acceptor)) {
+        if (srv->cb.on_error)
+            srv->cb.on_error(srv, err);
+        return;
+    }
+    post_with_ref(srv->engine->acceptor, report_task, srv, NULL, (uintptr_t)(intptr_t)err);
+}
+
+/* Watching a listener failed: say so, and close the server (that listener
+ * could never accept again). */
+static void watch_failed(listener_t *ls, int err)
+{
+    report_error(ls->srv, err);
+    if (pants__loop_is_current(ls->srv->engine->acceptor))
+        server_close_on_acceptor(ls->srv, true);
+    else
+        pants_server_close(ls->srv);
+}
+
+/* Close ls's socket and, from the loop, its handle.  Loop thread. */
+static void listener_close(listener_t *ls)
+{
+    if (ls->fd < 0)
+        return;
+    if (ls->armed)
+        event_del(&ls->ev);
+    event_del(&ls->backoff_ev);
+    close(ls->fd);
+    ls->fd = -1;
+    pants__handle_close(&ls->handle);
+}
+
+static void listener_gone(pants_server_t *srv)
+{
+    if (__atomic_sub_fetch(&srv->open_ls, 1, __ATOMIC_ACQ_REL) == 0)
+        post_with_ref(srv->engine->acceptor, check_finish_task, srv, NULL, 0);
+}
+
+static void listener_closed(pants__handle_t *h)
+{
+    listener_gone(((listener_t *)h)->srv);
+}
+
+static void listener_stop(pants__handle_t *h)
+{
+    listener_close((listener_t *)h);
+}
+
+/* Loop teardown: no callbacks, the socket just goes. */
+static void listener_release(pants__handle_t *h)
+{
+    listener_t *ls = (listener_t *)h;
+
+    if (ls->fd >= 0) {
+        close(ls->fd);
+        ls->fd = -1;
+        __atomic_sub_fetch(&ls->srv->open_ls, 1, __ATOMIC_ACQ_REL);
+    }
+    pants__handle_unref(h);
+}
+
+/* The memory stays with the server (server_free), so tasks posted with a
+ * server reference may look at a listener that has closed. */
+static void listener_free(pants__handle_t *h)
+{
+    server_unref(((listener_t *)h)->srv);
+}
+
+static const pants__handle_ops_t listener_ops = {
+    .name = "listener",
+    .stop = listener_stop,
+    .kill = listener_stop,
+    .release = listener_release,
+    .closed = listener_closed,
+    .free = listener_free,
+    .part = true, /* of its server */
+};
+
+/* ---- Accepting ---------------------------------------------------------- */
 
 static void on_backoff_over(evutil_socket_t fd, short what, void *arg)
 {
-    pants_server_t *srv = arg;
+    listener_t *ls = arg;
     int rc;
 
     (void)fd;
     (void)what;
-    if (srv->closing || !srv->armed || __atomic_load_n(&srv->full, __ATOMIC_ACQUIRE))
+    if (ls->fd < 0 || srv_closing(ls->srv) || ls->paused)
         return;
-    rc = pants__event_add(&srv->listen_ev, NULL);
+    rc = pants__event_add(&ls->ev, NULL);
     if (rc < 0)
-        watch_failed(srv, rc);
+        watch_failed(ls, rc);
 }
 
 /* Out of descriptors or memory: tell once, pause accepting briefly. */
-static void accept_backoff(pants_server_t *srv, int err)
+static void accept_backoff(listener_t *ls, int err)
 {
     struct timeval tv = {0, EMFILE_BACKOFF_MS * 1000};
     int rc;
 
-    event_del(&srv->listen_ev);
-    rc = pants__event_add(&srv->backoff_ev, &tv);
+    event_del(&ls->ev);
+    rc = pants__event_add(&ls->backoff_ev, &tv);
     if (rc < 0) {
-        watch_failed(srv, rc);
+        watch_failed(ls, rc);
         return;
     }
-    if (srv->emfile_reported)
+    if (ls->emfile_reported)
         return;
-    srv->emfile_reported = true;
-    if (srv->cb.on_error)
-        srv->cb.on_error(srv, err);
+    ls->emfile_reported = true;
+    report_error(ls->srv, err);
 }
 
 static void adopt_task(void *a, void *b, uintptr_t c)
@@ -341,13 +450,20 @@ static void adopt_task(void *a, void *b, uintptr_t c)
     pants__stream_adopt(b, a, (int)c);
 }
 
-/* Give fd to the next worker; the connection holds a server reference. */
-static void hand_off(pants_server_t *srv, int fd)
+/* A new connection: the listener's own loop adopts it (reuseport), or the
+ * next worker does.  The connection holds a server reference. */
+static void hand_off(listener_t *ls, int fd)
 {
-    pants_loop_t *l = pants__engine_accept_loop(srv->engine);
+    pants_server_t *srv = ls->srv;
+    pants_loop_t *l;
 
-    __atomic_add_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL);
+    __atomic_add_fetch(&srv->conns, 1, __ATOMIC_SEQ_CST);
     pants__handle_ref(&srv->handle);
+    if (srv->reuseport) {
+        pants__stream_adopt(ls->handle.loop, srv, fd);
+        return;
+    }
+    l = pants__engine_accept_loop(srv->engine);
     if (pants__loop_post(l, adopt_task, srv, l, (uintptr_t)fd) < 0) {
         close(fd);
         pants__server_conn_closed(srv, NULL);
@@ -355,39 +471,49 @@ static void hand_off(pants_server_t *srv, int fd)
 }
 
 /* At the cap?  Then stop watching the listener: new clients wait in the
- * backlog until a connection closes (resume_task). */
-static bool at_cap(pants_server_t *srv)
+ * backlog until a connection closes (resume_listeners).  The flag is set
+ * before the count is read, and a close lowers the count before it reads
+ * the flag, so one of the two sees the other. */
+static bool at_cap(listener_t *ls)
 {
+    pants_server_t *srv = ls->srv;
     size_t max = __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED);
 
     if (max == 0)
         return false;
-    __atomic_store_n(&srv->full, true, __ATOMIC_RELEASE); /* before the count: no resume is missed */
-    if (__atomic_load_n(&srv->conns, __ATOMIC_ACQUIRE) < max) {
-        __atomic_store_n(&srv->full, false, __ATOMIC_RELEASE);
+    __atomic_store_n(&srv->full, true, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&srv->conns, __ATOMIC_SEQ_CST) < max)
         return false;
-    }
-    event_del(&srv->listen_ev);
+    event_del(&ls->ev);
+    ls->paused = true;
     return true;
 }
 
-/* A connection closed below the cap, or the cap changed: accept again. */
+/* A connection closed below the cap, or the cap changed: ls accepts again
+ * (and pauses again at once if the cap was reached meanwhile). */
 static void resume_task(void *a, void *b, uintptr_t c)
 {
-    pants_server_t *srv = a;
-    size_t max = __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED);
+    listener_t *ls = b;
     int rc = 0;
 
-    (void)b;
     (void)c;
-    if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE) && !srv->closing && srv->armed &&
-        (max == 0 || __atomic_load_n(&srv->conns, __ATOMIC_ACQUIRE) < max)) {
-        __atomic_store_n(&srv->full, false, __ATOMIC_RELEASE);
-        rc = pants__event_add(&srv->listen_ev, NULL);
+    if (ls->paused && ls->fd >= 0 && !srv_closing(ls->srv)) {
+        ls->paused = false;
+        rc = pants__event_add(&ls->ev, NULL);
     }
     if (rc < 0)
-        watch_failed(srv, rc);
-    server_unref(srv);
+        watch_failed(ls, rc);
+    server_unref(a);
+}
+
+static void resume_listeners(pants_server_t *srv)
+{
+    if (!__atomic_exchange_n(&srv->full, false, __ATOMIC_SEQ_CST))
+        return; /* another thread is already at it */
+    pthread_mutex_lock(&srv->mu);
+    for (unsigned i = 0; i < srv->nls; i++)
+        post_with_ref(srv->ls[i]->handle.loop, resume_task, srv, srv->ls[i], 0);
+    pthread_mutex_unlock(&srv->mu);
 }
 
 int pants_server_set_max_connections(pants_server_t *srv, size_t max)
@@ -395,10 +521,35 @@ int pants_server_set_max_connections(pants_server_t *srv, size_t max)
     if (srv == NULL)
         return -EINVAL;
     __atomic_store_n(&srv->max_conns, max, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&srv->full, __ATOMIC_ACQUIRE)) /* a raised cap may let it accept again */
-        post_with_ref(srv->engine->acceptor, resume_task, srv, NULL, 0);
+    resume_listeners(srv); /* a raised cap may let it accept again */
     return 0;
 }
+
+static void on_acceptable(evutil_socket_t lfd, short what, void *arg)
+{
+    listener_t *ls = arg;
+
+    (void)what;
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP && !srv_closing(ls->srv) && !at_cap(ls); i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            ls->emfile_reported = false;
+            hand_off(ls, fd);
+            if (ls->fd < 0)
+                return; /* on_accept closed the server */
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            accept_backoff(ls, -errno);
+        else if (errno != EAGAIN)
+            report_error(ls->srv, -errno);
+        return;
+    }
+}
+
+/* ---- Listening ---------------------------------------------------------- */
 
 int pants_server_set_reuseport(pants_server_t *srv, bool on)
 {
@@ -434,93 +585,135 @@ int pants_server_set_proxy_protocol(pants_server_t *srv, bool on)
     return rc;
 }
 
-static void on_acceptable(evutil_socket_t lfd, short what, void *arg)
+bool pants__server_has_proxy_protocol(const pants_server_t *srv)
 {
-    pants_server_t *srv = arg;
-
-    (void)what;
-    for (int i = 0; i < ACCEPTS_PER_WAKEUP && !srv->closing && !at_cap(srv); i++) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            srv->emfile_reported = false;
-            hand_off(srv, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-            continue;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-            accept_backoff(srv, -errno);
-        else if (errno != EAGAIN && srv->cb.on_error)
-            srv->cb.on_error(srv, -errno);
-        return;
-    }
+    return srv->proxy_protocol; /* set before listen, read after */
 }
 
-/* ---- Listening ---------------------------------------------------------- */
-
-/* Start watching the bound socket (acceptor thread, or before it runs).
- * 0 or a negative errno. */
-static int arm(pants_server_t *srv)
+/* Watch ls's socket from its loop (its thread, or before it runs). */
+static int arm(listener_t *ls)
 {
-    pants_loop_t *acceptor = srv->engine->acceptor;
+    event_assign(&ls->ev, ls->handle.loop->base, ls->fd, EV_READ | EV_PERSIST, on_acceptable, ls);
+    evtimer_assign(&ls->backoff_ev, ls->handle.loop->base, on_backoff_over, ls);
+    int rc = pants__event_add(&ls->ev, NULL);
+    ls->armed = rc == 0;
+    return rc;
+}
+
+/* A listener of a running loop starts there. */
+static void listener_start_task(void *a, void *b, uintptr_t c)
+{
+    listener_t *ls = a;
     int rc;
-
-    if (srv->closing || srv->armed)
-        return 0;
-    event_assign(&srv->listen_ev, acceptor->base, srv->fd, EV_READ | EV_PERSIST, on_acceptable, srv);
-    rc = pants__event_add(&srv->listen_ev, NULL);
-    if (rc < 0)
-        return rc;
-    srv->armed = true;
-    pants__handle_defer(&srv->handle, P_LISTENED);
-    return 0;
-}
-
-static void arm_task(void *a, void *b, uintptr_t c)
-{
-    pants_server_t *srv = a;
-    int rc = arm(srv);
 
     (void)b;
     (void)c;
-    if (rc < 0)
-        watch_failed(srv, rc);
-    server_unref(srv);
+    pants__handle_start(&ls->handle, ls->handle.loop, &listener_ops, true); /* may stop it at once */
+    if (ls->fd < 0)
+        return;
+    if (srv_closing(ls->srv)) {
+        listener_close(ls);
+        return;
+    }
+    rc = arm(ls);
+    if (rc < 0) {
+        watch_failed(ls, rc);
+        listener_close(ls);
+    }
 }
 
 /* A stream socket for a: dual-stack for the IPv6 any address (addr.c). */
-static int listen_socket(pants_addr_t *a)
+static int listen_socket(pants_addr_t *a, bool reuseport)
 {
     int one = 1;
     int fd = pants__socket_for_bind(a, SOCK_STREAM);
 
-    if (fd >= 0 && a->ss.ss_family != AF_UNIX) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* accepted sockets inherit it */
+    if (fd < 0 || a->ss.ss_family == AF_UNIX)
+        return fd;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* accepted sockets inherit it */
+#ifdef SO_REUSEPORT
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        int err = errno == ENOPROTOOPT ? ENOTSUP : errno;
+        close(fd);
+        return -err;
     }
+#endif
     return fd;
 }
 
-/* socket, bind, listen; srv->mu held. */
-static int open_listener(pants_server_t *srv, pants_addr_t *a, int backlog)
+/* socket, bind, listen: one listening socket on a, or -errno. */
+static int open_socket(pants_addr_t *a, int backlog, bool reuseport)
 {
-    int rc, fd = listen_socket(a);
+    int rc, fd = listen_socket(a, reuseport);
 
     if (fd < 0)
         return fd;
     rc = pants__bind(fd, a, SOCK_STREAM);
     if (rc == 0 && listen(fd, backlog > 0 ? backlog : DEFAULT_BACKLOG) < 0)
         rc = -errno;
-    if (rc == 0)
-        rc = pants__bound_path_remember(&srv->unix_path, a);
     if (rc < 0) {
         close(fd);
         return rc;
     }
-    srv->fd = fd;
-    srv->family = a->ss.ss_family;
-    srv->bound = true;
+    return fd;
+}
+
+/* a's port = that of b (same family: both IPv4 or IPv6). */
+static void same_port(pants_addr_t *a, const pants_addr_t *b)
+{
+    if (a->ss.ss_family == AF_INET && b->ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a->ss)->sin_port = ((const struct sockaddr_in *)&b->ss)->sin_port;
+    else if (a->ss.ss_family == AF_INET6 && b->ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&a->ss)->sin6_port = ((const struct sockaddr_in6 *)&b->ss)->sin6_port;
+}
+
+static void free_unstarted(pants_server_t *srv)
+{
+    for (unsigned i = 0; i < srv->nls; i++) {
+        if (srv->ls[i]->fd >= 0)
+            close(srv->ls[i]->fd);
+        free(srv->ls[i]);
+    }
+    free(srv->ls);
+    srv->ls = NULL;
+    srv->nls = 0;
+}
+
+/* The listeners' sockets, bound to a: one, or one per worker (the same
+ * port for each, also when a asks for port 0).  srv->mu held. */
+static int open_listeners(pants_server_t *srv, pants_addr_t *a, int backlog)
+{
+    unsigned n = srv->reuseport ? srv->engine->nloops : 1;
+    pants_loop_t *l;
+
+    if (srv->reuseport && a->ss.ss_family == AF_UNIX)
+        return -EINVAL;
+    srv->ls = calloc(n, sizeof(*srv->ls));
+    if (srv->ls == NULL)
+        return -ENOMEM;
+    for (srv->nls = 0; srv->nls < n; srv->nls++) {
+        listener_t *ls = calloc(1, sizeof(*ls));
+        if (ls == NULL)
+            goto fail_nomem;
+        l = srv->reuseport ? srv->engine->loops[srv->nls] : srv->engine->acceptor;
+        ls->srv = srv;
+        ls->handle.loop = l;
+        ls->fd = open_socket(a, backlog, srv->reuseport);
+        srv->ls[srv->nls] = ls;
+        if (ls->fd < 0) {
+            int rc = ls->fd;
+            srv->nls++;
+            free_unstarted(srv);
+            return rc;
+        }
+        if (srv->nls == 0 && pants__addr_of_fd(ls->fd, false, &srv->local) == 0 && a->ss.ss_family != AF_UNIX)
+            same_port(a, &srv->local); /* the port the kernel picked */
+    }
     return 0;
+fail_nomem:
+    free_unstarted(srv);
+    return -ENOMEM;
 }
 
 static int bind_locked(pants_server_t *srv, const char *address, int backlog)
@@ -537,7 +730,89 @@ static int bind_locked(pants_server_t *srv, const char *address, int backlog)
     rc = pants__addr_split(address, PANTS__ADDR_LISTEN, &a, host, &port);
     if (rc != 0)
         return rc < 0 ? rc : -EINVAL; /* listening needs a numeric address */
-    return open_listener(srv, &a, backlog);
+    rc = open_listeners(srv, &a, backlog);
+    if (rc == 0)
+        rc = pants__bound_path_remember(&srv->unix_path, &a);
+    if (rc < 0) {
+        free_unstarted(srv);
+        return rc;
+    }
+    srv->family = a.ss.ss_family;
+    srv->open_ls = srv->nls;
+    srv->bound = true;
+    return 0;
+}
+
+/* Every listener's loop not running yet (or the caller's own): enter them
+ * all, arm and start the listeners here.  1 done, 0 some loop runs
+ * elsewhere (nothing was done), or a negative errno (nothing is left). */
+static int start_here(pants_server_t *srv)
+{
+    unsigned i, entered_n = 0;
+    int rc = 1, *entered = calloc(srv->nls, sizeof(*entered));
+
+    if (entered == NULL)
+        return -ENOMEM;
+    for (i = 0; i < srv->nls && rc == 1; i++, entered_n++)
+        if ((entered[i] = pants__loop_enter(srv->ls[i]->handle.loop, NULL)) < 0)
+            rc = 0;
+    for (i = 0; i < srv->nls && rc == 1; i++)
+        if (arm(srv->ls[i]) < 0)
+            rc = -ENOMEM;
+    if (rc < 0)
+        for (i = 0; i < srv->nls; i++)
+            if (srv->ls[i]->armed)
+                event_del(&srv->ls[i]->ev);
+    for (i = 0; i < srv->nls && rc == 1; i++) {
+        listener_t *ls = srv->ls[i];
+        pants__handle_init(&ls->handle, ls->handle.loop, &listener_ops);
+        pants__handle_ref(&srv->handle);
+        pants__handle_start(&ls->handle, ls->handle.loop, &listener_ops, true);
+    }
+    for (i = 0; i < entered_n; i++)
+        if (entered[i] >= 0)
+            pants__loop_leave(srv->ls[i]->handle.loop, entered[i]);
+    free(entered);
+    return rc;
+}
+
+/* Some loop runs: each listener starts by a post to its loop. */
+static void start_by_posts(pants_server_t *srv)
+{
+    for (unsigned i = 0; i < srv->nls; i++) {
+        listener_t *ls = srv->ls[i];
+        pants__handle_init(&ls->handle, ls->handle.loop, &listener_ops);
+        pants__handle_ref(&srv->handle);
+        if (pants__loop_post(ls->handle.loop, listener_start_task, ls, NULL, 0) < 0) {
+            close(ls->fd); /* the loop has finished: the engine is stopping */
+            ls->fd = -1;
+            __atomic_sub_fetch(&srv->open_ls, 1, __ATOMIC_ACQ_REL);
+            pants__handle_unref(&ls->handle);
+        }
+    }
+}
+
+/* on_listen, from the acceptor. */
+static void listened_task(void *a, void *b, uintptr_t c)
+{
+    pants_server_t *srv = a;
+
+    (void)b;
+    (void)c;
+    pants__handle_defer(&srv->handle, P_LISTENED);
+    server_unref(srv);
+}
+
+/* A listen that could not start: as if it never happened, so the server
+ * may listen again. */
+static void unlisten(pants_server_t *srv)
+{
+    pthread_mutex_lock(&srv->mu);
+    free_unstarted(srv);
+    pants__bound_path_remove(&srv->unix_path);
+    srv->open_ls = 0;
+    srv->bound = false;
+    pthread_mutex_unlock(&srv->mu);
 }
 
 int pants_server_listen(pants_server_t *srv, const char *address, int backlog)
@@ -553,18 +828,21 @@ int pants_server_listen(pants_server_t *srv, const char *address, int backlog)
     pthread_mutex_unlock(&srv->mu);
     if (rc < 0)
         return rc;
-    entered = acceptor_enter(acceptor);
-    if (entered < 0) { /* the acceptor runs: it arms srv */
-        rc = post_with_ref(acceptor, arm_task, srv, NULL, 0);
-        if (rc < 0)
-            unlisten(srv);
+    rc = start_here(srv);
+    if (rc < 0) {
+        unlisten(srv); /* it never listened: the call fails, nothing follows */
         return rc;
     }
-    rc = arm(srv);
-    if (rc < 0)
-        unlisten(srv); /* it never listened: the call fails, nothing follows */
+    if (rc == 0)
+        start_by_posts(srv);
+    entered = acceptor_enter(acceptor);
+    if (entered < 0) {
+        post_with_ref(acceptor, listened_task, srv, NULL, 0); /* refused: the engine is gone */
+        return 0;
+    }
+    pants__handle_defer(&srv->handle, P_LISTENED);
     pants__loop_leave(acceptor, entered);
-    return rc;
+    return 0;
 }
 
 /* ---- Closing ------------------------------------------------------------ */
@@ -579,34 +857,31 @@ static void close_conns_task(void *a, void *b, uintptr_t c)
     server_unref(srv);
 }
 
-/* Close the listening socket and its file; srv->mu held. */
-static void drop_listener_locked(pants_server_t *srv)
+static void listener_close_task(void *a, void *b, uintptr_t c)
 {
-    if (srv->fd >= 0) {
-        if (srv->armed)
-            event_del(&srv->listen_ev);
-        event_del(&srv->backoff_ev);
-        close(srv->fd);
-        srv->fd = -1;
+    (void)c;
+    listener_close(b);
+    server_unref(a);
+}
+
+/* Close every listener on its loop, and remove the Unix socket file.  On
+ * the acceptor (or with it entered). */
+static void close_listeners(pants_server_t *srv)
+{
+    pthread_mutex_lock(&srv->mu);
+    __atomic_store_n(&srv->closing, true, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < srv->nls; i++) {
+        listener_t *ls = srv->ls[i];
+        pants_loop_t *l = ls->handle.loop;
+        int entered = l == srv->engine->acceptor ? 0 : pants__loop_enter(l, NULL);
+        if (entered >= 0) {
+            listener_close(ls);
+            pants__loop_leave(l, entered);
+        } else {
+            post_with_ref(l, listener_close_task, srv, ls, 0);
+        }
     }
     pants__bound_path_remove(&srv->unix_path);
-}
-
-static void close_listener(pants_server_t *srv)
-{
-    pthread_mutex_lock(&srv->mu);
-    srv->closing = true;
-    drop_listener_locked(srv);
-    pthread_mutex_unlock(&srv->mu);
-}
-
-/* A listen whose socket could not be watched: as if it never happened,
- * so the server may listen again. */
-static void unlisten(pants_server_t *srv)
-{
-    pthread_mutex_lock(&srv->mu);
-    drop_listener_locked(srv);
-    srv->bound = false;
     pthread_mutex_unlock(&srv->mu);
 }
 
@@ -614,7 +889,7 @@ static void server_close_on_acceptor(pants_server_t *srv, bool with_conns)
 {
     if (srv->closing)
         return;
-    close_listener(srv);
+    close_listeners(srv);
     for (unsigned i = 0; with_conns && i < srv->engine->nloops; i++)
         post_with_ref(srv->engine->loops[i], close_conns_task, srv, NULL, i);
     maybe_finish(srv);
@@ -724,11 +999,15 @@ static void server_stop(pants__handle_t *h)
     server_close_on_acceptor((pants_server_t *)h, false);
 }
 
+/* Loop teardown: each listener is released by its own loop. */
 static void server_release(pants__handle_t *h)
 {
     pants_server_t *srv = (pants_server_t *)h;
 
-    close_listener(srv);
+    pthread_mutex_lock(&srv->mu);
+    __atomic_store_n(&srv->closing, true, __ATOMIC_RELEASE);
+    pants__bound_path_remove(&srv->unix_path);
+    pthread_mutex_unlock(&srv->mu);
     server_unref(srv);
 }
 
@@ -758,7 +1037,6 @@ pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks
         return NULL;
     }
     srv->engine = e;
-    srv->fd = -1;
     if (cb)
         srv->cb = *cb;
     if (conn_cb)
@@ -772,7 +1050,6 @@ pants_server_t *pants_server_new(pants_engine_t *e, const pants_server_callbacks
         errno = ENOMEM;
         return NULL;
     }
-    evtimer_assign(&srv->backoff_ev, e->acceptor->base, on_backoff_over, srv);
     pants__handle_init(&srv->handle, e->acceptor, &server_ops);
     /* From another thread while the acceptor runs, it registers srv; once
      * it has finished, nothing would ever close or free srv. */

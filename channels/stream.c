@@ -33,6 +33,7 @@
 
 #include "channels-internal.h"
 #include "inbuf-internal.h"
+#include "proxy-internal.h"
 #include "tls-internal.h"
 #include "wqueue-internal.h"
 
@@ -43,11 +44,13 @@
 #define TIMEOUT_KINDS      4  /* PANTS_TIMEOUT_IDLE .. PANTS_TIMEOUT_FRAME */
 #define READS_PER_WAKEUP   16 /* then let the other streams run */
 #define FLUSH_ROUNDS       4  /* on_write may write again: flush that too, this often */
+#define PROXY_HEADER_MS    5000 /* a PROXY header must come this soon (no frame timeout set) */
 
 enum stream_state {
     S_NEW,        /* not connected yet */
     S_RESOLVING,  /* waiting for the resolver */
     S_CONNECTING, /* connect() in progress (or failed, error pending) */
+    S_PROXY,      /* accepted, waiting for the PROXY protocol header */
     S_HANDSHAKE,  /* connected, a TLS handshake under way */
     S_OPEN,       /* connected */
     S_CLOSED,     /* closed; on_close pending or done */
@@ -83,6 +86,12 @@ typedef struct dial_s {
     struct event timer;        /* that bound, armed while connecting */
 } dial_t;
 
+/* What a PROXY protocol header said, for pants_stream_remote_address / _local_address. */
+typedef struct proxied_s {
+    pants_addr_t remote; /* the client, as the balancer saw it */
+    pants_addr_t local;  /* the address the client reached */
+} proxied_t;
+
 struct pants_stream_s {
     pants__handle_t handle;             /* life cycle; handle.loop is set once, read anywhere */
     pants__io_t io;                     /* the socket's watcher: read | write | closed, edge-triggered */
@@ -115,6 +124,7 @@ struct pants_stream_s {
     size_t read_limit;                 /* most bytes that may wait for a frame */
     dial_t *dial;                      /* connect state, or NULL */
     const pants_stream_options_t *opt; /* limits, resolved: defaults, the server's, or our own */
+    struct proxied_s *proxied;         /* addresses a PROXY header named, or NULL */
     pants__deadline_t dl;              /* when to look at the timeouts next */
     uint64_t since[TIMEOUT_KINDS];     /* loop ms each timeout kind counts from */
 };
@@ -158,6 +168,8 @@ static int stream_end(pants_stream_t *s);
 static void start_lookup(pants_stream_t *s);
 static void connect_error(pants_stream_t *s, int err);
 static void tls_begin(pants_stream_t *s);
+static void proxy_begin(pants_stream_t *s);
+static bool proxy_step(pants_stream_t *s);
 static void tls_accept(pants_stream_t *s, struct ssl_ctx_st *ctx);
 static bool tls_step(pants_stream_t *s);
 
@@ -268,15 +280,23 @@ static bool has_peer(const pants_stream_t *s)
 
 int pants_stream_remote_address(const pants_stream_t *s, pants_addr_t *a)
 {
-    if (s == NULL || !has_peer(s))
-        return s ? -ENOTCONN : -EINVAL;
+    if (s == NULL || a == NULL || !has_peer(s))
+        return s && a ? -ENOTCONN : -EINVAL;
+    if (s->proxied != NULL) {
+        *a = s->proxied->remote;
+        return 0;
+    }
     return pants__addr_of_fd(s->fd, true, a);
 }
 
 int pants_stream_local_address(const pants_stream_t *s, pants_addr_t *a)
 {
-    if (s == NULL || !has_peer(s))
-        return s ? -ENOTCONN : -EINVAL;
+    if (s == NULL || a == NULL || !has_peer(s))
+        return s && a ? -ENOTCONN : -EINVAL;
+    if (s->proxied != NULL) {
+        *a = s->proxied->local;
+        return 0;
+    }
     return pants__addr_of_fd(s->fd, false, a);
 }
 
@@ -473,6 +493,7 @@ static void stream_free(pants__handle_t *h)
         free(own_callbacks(s));
     if (s->owns_opt)
         free((void *)(uintptr_t)s->opt);
+    free(s->proxied);
     free(s);
 }
 
@@ -575,6 +596,96 @@ static void set_nodelay(int fd, int family)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* An accepted connection whose on_accept ran: its TLS handshake, or
+ * on_connect at once. */
+static void serve(pants_stream_t *s)
+{
+    if (pants__server_tls(s->server) != NULL) {
+        tls_accept(s, pants__server_tls(s->server));
+        return;
+    }
+    start_timing(s);
+    if (s->state == S_OPEN && s->cb->on_connect)
+        s->cb->on_connect(s);
+}
+
+/* ---- The PROXY protocol ------------------------------------------------- */
+
+/* Until its header has come, a connection has no callbacks: whatever goes
+ * wrong closes it unheard of.  Bounded by the frame timeout, or 5 s. */
+static void proxy_begin(pants_stream_t *s)
+{
+    pants_loop_t *l = loop_of(s);
+    uint64_t ms = s->opt->frame_timeout_ms ? s->opt->frame_timeout_ms : PROXY_HEADER_MS;
+    int rc;
+
+    s->cb = &no_callbacks;
+    s->state = S_PROXY;
+    rc = pants__io_start(l, &s->io, s->fd, IO_EVENTS);
+    if (rc == 0)
+        rc = pants__deadline_set(l, &s->dl, pants__loop_now_ms(l) + ms);
+    if (rc < 0)
+        stream_close_now(s);
+}
+
+static int proxy_addresses(pants_stream_t *s, const pants__proxy_hdr_t *h)
+{
+    int family = h->ip_version == 4 ? AF_INET : AF_INET6;
+
+    if (h->ip_version == 0)
+        return 0; /* the socket's own addresses stand */
+    s->proxied = malloc(sizeof(*s->proxied));
+    if (s->proxied == NULL)
+        return -ENOMEM;
+    pants__addr_set_ip(&s->proxied->remote, family, h->src, h->src_port);
+    pants__addr_set_ip(&s->proxied->local, family, h->dst, h->dst_port);
+    return 0;
+}
+
+/* Peek at what has come; once a whole header has, take exactly its bytes
+ * (what follows, a TLS ClientHello say, stays in the socket).  -EAGAIN:
+ * not all there yet; another negative errno: close. */
+static int proxy_read(pants_stream_t *s)
+{
+    unsigned char *buf = loop_of(s)->scratch;
+    pants__proxy_hdr_t h;
+    ssize_t n = recv(s->fd, buf, PANTS__PROXY_MAX, MSG_PEEK);
+    int len;
+
+    if (n <= 0)
+        return n == 0 ? -ECONNRESET : errno == EINTR ? -EAGAIN : -errno;
+    len = pants__proxy_parse(buf, (size_t)n, &h);
+    if (len == -2)
+        return -EAGAIN;
+    if (len < 0)
+        return -EPROTO;
+    if (recv(s->fd, buf, (size_t)len, 0) != len)
+        return -EPROTO;
+    return proxy_addresses(s, &h);
+}
+
+/* The header, then the connection as any other: on_accept, TLS or
+ * on_connect.  true: go on to read what follows. */
+static bool proxy_step(pants_stream_t *s)
+{
+    int rc = proxy_read(s);
+
+    if (rc == -EAGAIN)
+        return false;
+    if (rc < 0) {
+        stream_close_now(s);
+        return false;
+    }
+    pants__deadline_clear(loop_of(s), &s->dl);
+    s->state = S_OPEN;
+    s->cb = pants__server_conn_callbacks(s->server);
+    pants__server_accepted(s->server, s);
+    if (s->state != S_OPEN)
+        return false;
+    serve(s);
+    return s->state == S_OPEN;
+}
+
 void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
 {
     pants_stream_t *s = l->stopping ? NULL : calloc(1, sizeof(*s));
@@ -595,6 +706,10 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
     pants__server_conn_opened(srv, s);
     pants__handle_start(&s->handle, l, &stream_ops, true);
     s->fd = fd;
+    if (pants__server_has_proxy_protocol(srv)) {
+        proxy_begin(s);
+        return;
+    }
     pants__server_accepted(srv, s);
     if (s->state != S_OPEN)
         return;
@@ -603,13 +718,7 @@ void pants__stream_adopt(pants_loop_t *l, pants_server_t *srv, int fd)
         pants__stream_fail(s, rc);
         return;
     }
-    if (pants__server_tls(srv) != NULL) {
-        tls_accept(s, pants__server_tls(srv));
-        return;
-    }
-    start_timing(s);
-    if (s->state == S_OPEN && s->cb->on_connect)
-        s->cb->on_connect(s);
+    serve(s);
 }
 
 /* ---- Connecting --------------------------------------------------------- */
@@ -1257,6 +1366,11 @@ static void stream_io(pants_stream_t *s, unsigned events)
     pants__wq_stage_begin(&s->wq, l); /* without a stage, writes just queue */
     if (s->state == S_CONNECTING && !connect_finished(s))
         goto done;
+    if (s->state == S_PROXY) {
+        if (!proxy_step(s))
+            goto done;
+        events |= PANTS__IO_READ; /* what came after the header is in the socket */
+    }
     if (s->state == S_HANDSHAKE) {
         if (!tls_step(s))
             goto done;
@@ -1534,6 +1648,10 @@ static void stream_due(pants__deadline_t *d)
     pants_stream_t *s = (pants_stream_t *)((char *)d - offsetof(pants_stream_t, dl));
     uint64_t now = pants__loop_now_ms(loop_of(s));
 
+    if (s->state == S_PROXY) { /* no PROXY header in time */
+        stream_close_now(s);
+        return;
+    }
     if (s->state == S_HANDSHAKE) { /* a server handshake that took too long */
         pants__stream_fail(s, -ETIMEDOUT);
         return;

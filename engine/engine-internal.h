@@ -77,6 +77,7 @@ typedef struct pants__handle_ops_s {
     void (*run_pending)(pants__handle_t *h, unsigned bits); /* deferred work (kind's own bits) */
     void (*closed)(pants__handle_t *h);                     /* PANTS__PENDING_CLOSE: last callback */
     void (*free)(pants__handle_t *h);                       /* the last reference went: free memory */
+    bool part;                                              /* part of another object: not counted alone */
 } pants__handle_ops_t;
 
 struct pants__handle_s {

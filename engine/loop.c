@@ -377,7 +377,8 @@ void pants__handle_init(pants__handle_t *h, pants_loop_t *l, const pants__handle
     h->ops = ops;
     h->loop = l;
     h->refs = 1;
-    pants__live_add(1);
+    if (!ops->part)
+        pants__live_add(1);
 }
 
 void pants__handle_start(pants__handle_t *h, pants_loop_t *l, const pants__handle_ops_t *ops, bool active)
@@ -446,8 +447,11 @@ void pants__handle_ref(pants__handle_t *h)
 
 static void handle_free(pants__handle_t *h)
 {
+    bool part = h->ops->part;
+
     h->ops->free(h);
-    pants__live_add(-1);
+    if (!part)
+        pants__live_add(-1);
 }
 
 static void free_task(void *a, void *b, uintptr_t c)

@@ -829,6 +829,78 @@ START_TEST(starttls_both_sides)
 }
 END_TEST
 
+/* ---- The PROXY protocol before TLS --------------------------------------------------------- */
+
+static void proxied_server_connect(pants_stream_t *s)
+{
+    struct ctx *c = ctx_of(s);
+    pants_addr_t a;
+
+    if (pants_stream_remote_address(s, &a) == 0)
+        pants_addr_format(&a, c->alpn, sizeof(c->alpn)); /* (the field is only a string here) */
+    c->reused = pants_stream_ssl(s) != NULL;
+    INC(c->connected); /* then an echo of whatever comes */
+}
+
+/* Client: the header in plain text, then TLS, then a line. */
+static void proxied_client_connect(pants_stream_t *s)
+{
+    static const char hdr[] = "PROXY TCP4 192.0.2.9 192.0.2.10 4000 443\r\n";
+    struct ctx *c = ctx_of(s);
+
+    if (INC(c->connected) == 1) {
+        pants_stream_write(s, hdr, sizeof(hdr) - 1);
+        ck_assert_int_eq(pants_stream_start_tls(s, c->tls, "localhost"), 0);
+        return;
+    }
+    pants_stream_read_until(s, "\n", 1);
+    pants_stream_write(s, "hello\n", 6);
+}
+
+static void proxied_client_read(pants_stream_t *s, const void *data, size_t len)
+{
+    collect(s, data, len);
+    pants_stream_close(s);
+}
+
+/* A TLS server behind a balancer: the PROXY header comes first, in plain
+ * text, then the handshake; the stream has the header's addresses. */
+START_TEST(proxy_header_then_tls)
+{
+    static const pants_stream_callbacks_t scb = {.on_connect = proxied_server_connect, .on_read = echo_on_read};
+    static const pants_stream_callbacks_t ccb = {.on_connect = proxied_client_connect,
+                                                 .on_read = proxied_client_read,
+                                                 .on_connect_error = on_connect_error,
+                                                 .on_close = on_close};
+    pants_tls_options_t co = {.ca_file = ca};
+    pants_engine_t *e = engine_up(2);
+    struct ctx sc = {0}, cc = {0};
+    char addr[64];
+    pants_server_t *srv = pants_server_new(e, NULL, &scb, &sc);
+    struct ssl_ctx_st *sctx = server_ctx(NULL, NULL);
+    pants_addr_t a;
+
+    ck_assert_int_eq(pants_server_set_tls(srv, sctx), 0);
+    pants_tls_ctx_free(sctx);
+    ck_assert_int_eq(pants_server_set_proxy_protocol(srv, true), 0);
+    ck_assert_int_eq(pants_server_listen(srv, "127.0.0.1:0", 0), 0);
+    ck_assert_int_eq(pants_server_local_address(srv, &a), 0);
+    ck_assert_int_eq(pants_addr_format(&a, addr, sizeof(addr)), 0);
+    cc.tls = pants_tls_client_ctx(&co);
+    struct client_spec cs = {.c = &cc, .cb = &ccb, .name = NULL, .addr = addr};
+    pt_on_loop(pants_engine_loop(e, 0), client_start_plain, &cs);
+    ck_assert(pt_wait(&cc.closed, WAIT_MS));
+    ck_assert_int_eq(GET(cc.connected), 2);
+    ck_assert_int_eq(GET(sc.connected), 1); /* once, after the handshake */
+    ck_assert_int_eq(sc.reused, 1);         /* it had TLS by then */
+    ck_assert_str_eq(sc.alpn, "192.0.2.9:4000");
+    ck_assert_uint_eq(cc.got, 5);
+    ck_assert_mem_eq(cc.buf, "hello", 5);
+    pants_tls_ctx_free(cc.tls);
+    engine_down(e);
+}
+END_TEST
+
 /* ---- Engine stop with TLS data queued ----------------------------------------------------- */
 
 START_TEST(engine_stop_flushes_tls)
@@ -1112,6 +1184,7 @@ Suite *tls_suite(void)
     tcase_add_test(tc, alpn_is_negotiated);
     tcase_add_test(tc, session_resumption);
     tcase_add_test(tc, starttls_both_sides);
+    tcase_add_test(tc, proxy_header_then_tls);
     tcase_add_test(tc, engine_stop_flushes_tls);
     tcase_add_test(tc, key_update_is_answered);
     tcase_add_test(tc, eof_without_close_notify_is_quiet);
