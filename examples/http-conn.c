@@ -18,13 +18,15 @@
  * printf.  Nothing is allocated per request unless it has a body.
  *
  * Errors: a malformed head is a 400, a body over --max-body a 413, a head
- * over the read limit a 431 (on_overflow), a head or body frame not
- * complete within --header-timeout a 408 (the FRAME timeout), an unknown
+ * over the read limit a 431 (on_overflow), a head not complete within
+ * --header-timeout a 408 (the FRAME timeout; a body may take longer but
+ * not pause that long: the READ timeout while it is read), an unknown
  * transfer coding a 501, another HTTP version a 505; after any of them
  * the reply says "Connection: close" and the stream ends.  An idle
  * connection closes silently after --keepalive-timeout (the IDLE
  * timeout).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +199,17 @@ static void expect(http_conn_t *c, int state, int rc)
     c->state = (unsigned char)state;
 }
 
+/* A head must be whole within --header-timeout (the FRAME timeout); a
+ * body may take longer, but not pause for that long (READ), so a slow
+ * upload is not mistaken for a slow head.  false if a limit cannot be set. */
+static bool body_timeouts(http_conn_t *c, bool body)
+{
+    uint64_t ms = http_config.header_ms;
+
+    return pants_stream_set_timeout(c->s, PANTS_TIMEOUT_FRAME, body ? 0 : ms) == 0 &&
+           pants_stream_set_timeout(c->s, PANTS_TIMEOUT_READ, body ? ms : 0) == 0;
+}
+
 static void forget_request(http_conn_t *c)
 {
     free(c->head_copy);
@@ -220,7 +233,7 @@ void http_reply_done(http_conn_t *c, int status, uint64_t bytes)
         c->state = ST_DONE;
         pants_stream_end(c->s);
     } else if (c->state != ST_HEAD)
-        expect(c, ST_HEAD, pants_stream_read_until(c->s, head_delim, 4));
+        expect(c, ST_HEAD, body_timeouts(c, false) ? pants_stream_read_until(c->s, head_delim, 4) : -ENOMEM);
 }
 
 /* ---- Routes -------------------------------------------------------------- */
@@ -314,7 +327,9 @@ static void start_body(http_conn_t *c, const char *head, size_t len)
         return;
     c->body_seen = 0;
     c->trailer_bytes = 0;
-    if (r->chunked)
+    if (!body_timeouts(c, true))
+        expect(c, ST_DONE, -ENOMEM);
+    else if (r->chunked)
         expect(c, ST_CHUNK_SIZE, pants_stream_read_until(c->s, line_delim, 2));
     else
         expect(c, ST_BODY, pants_stream_read_exact(c->s, (size_t)r->length));
@@ -436,13 +451,13 @@ static void on_overflow(pants_stream_t *s)
         http_reply_error(c, 400);
 }
 
-/* FRAME: a head (or body frame) begun and not finished in time, 408.
- * IDLE (keep-alive, or a drain) and the others: close quietly. */
+/* FRAME: a head begun and not finished in time; READ: a body that
+ * stalled: 408.  IDLE (keep-alive, or a drain): close quietly. */
 static void on_timeout(pants_stream_t *s, int kind)
 {
     http_conn_t *c = pants_stream_data(s);
 
-    if (kind == PANTS_TIMEOUT_FRAME && c != NULL && c->state != ST_DONE)
+    if ((kind == PANTS_TIMEOUT_FRAME || kind == PANTS_TIMEOUT_READ) && c != NULL && c->state != ST_DONE)
         http_reply_error(c, 408);
     else
         pants_stream_close(s);

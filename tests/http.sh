@@ -164,6 +164,28 @@ if start walk examples/http --threads 1 --listen 127.0.0.1:0 --root "$dir/root" 
     stop walk
 fi
 
+# --proxy-protocol: the address a PROXY header names is the one logged.
+if start proxy examples/http --threads 2 --listen 127.0.0.1:0 --proxy-protocol --access-log; then
+    out=$(timeout 60 python3 "$helper" proxy "$addr" 2>&1)
+    rc=$?
+    if [ "$rc" -eq 77 ]; then
+        echo "skip: --proxy-protocol: $out"
+    elif [ "$rc" -ne 0 ]; then
+        fail "--proxy-protocol: $out"
+    else
+        echo "ok: --proxy-protocol: $out"
+        check "access log: the PROXY v1 client" grep -q '^203\.0\.113\.7:56324 .*"GET /plaintext HTTP/1\.1" 200' "$dir/proxy.out"
+        check "access log: the PROXY v2 client" grep -q '^198\.51\.100\.9:41000 .*"GET /json HTTP/1\.1" 200' "$dir/proxy.out"
+    fi
+    stop proxy
+fi
+
+# --reuseport: a listening socket per worker, both serve.
+if start reuse examples/http --threads 2 --listen 127.0.0.1:0 --reuseport; then
+    py "--reuseport" pipeline "$addr"
+    stop reuse
+fi
+
 if ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then
     echo "skip: HTTPS: no curl or openssl command"
 elif [ ! -x examples/tls-client ]; then

@@ -177,7 +177,22 @@ def case_timeout(addr, header_ms):
         c.send(piece)
         time.sleep(header_ms / 5000)
     assert c.response()[0] == 200
-    print("408 after %.0f ms (timeout %d ms), a slow head in time is served" % (took, header_ms))
+    # a body may take longer than the timeout as long as it keeps coming
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n")
+    for piece in (b"sl", b"ow", b"ly"):
+        time.sleep(header_ms / 2000)
+        c.send(piece)
+    assert c.response()[2] == b"slowly", "a slow body"
+    c.send(get(b"/plaintext"))
+    assert c.response()[0] == 200
+    # one that stalls gets a 408
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nst")
+    start = time.monotonic()
+    status, headers, _ = c.response()
+    stalled = (time.monotonic() - start) * 1000
+    assert status == 408 and c.closed(), "a stalled body: %d" % status
+    print("408 after %.0f ms (timeout %d ms), a slow head in time and a slow body served, "
+          "a stalled body 408 after %.0f ms" % (took, header_ms, stalled))
 
 
 def case_pipeline(addr):
@@ -399,6 +414,29 @@ def case_drain(addr, pid):
     assert headers.get("connection") == "close" and body.closed()
     assert idle.closed(5), "the idle connection was not closed"
     print("the half head and the half body were answered with Connection: close, the idle one closed")
+
+
+def case_proxy(addr):
+    """--proxy-protocol: v1 and v2 headers before the request; none, no reply.
+    Exits 77 when the library does not read PROXY headers (yet)."""
+    c = Conn(addr)
+    c.send(b"PROXY TCP4 203.0.113.7 127.0.0.1 56324 80\r\n" + get(b"/plaintext"))
+    status = c.response()[0]
+    if status == 400:
+        print("the PROXY header was read as a request (400)")
+        sys.exit(77)
+    assert status == 200, "v1: status %d" % status
+    c.close()
+    v2 = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11, 0, 12]) + bytes([198, 51, 100, 9, 127, 0, 0, 1])
+          + (41000).to_bytes(2, "big") + (80).to_bytes(2, "big"))
+    c = Conn(addr)
+    c.send(v2 + get(b"/json"))
+    assert c.response()[0] == 200, "v2"
+    c.close()
+    c = Conn(addr)
+    c.send(get(b"/plaintext"))
+    assert c.closed(), "no PROXY header: still open"
+    print("v1 and v2 served, a connection without a header closed without a reply")
 
 
 def main():
