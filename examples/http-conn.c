@@ -212,11 +212,13 @@ static bool body_timeouts(http_conn_t *c, bool body)
 
 static void forget_request(http_conn_t *c)
 {
-    free(c->head_copy);
-    free(c->body);
-    c->head_copy = NULL;
-    c->body = NULL;
-    c->body_len = c->body_cap = 0;
+    if (c->head_copy != NULL || c->body != NULL) { /* only a request that had a body */
+        free(c->head_copy);
+        free(c->body);
+        c->head_copy = NULL;
+        c->body = NULL;
+        c->body_len = c->body_cap = 0;
+    }
     memset(&c->req, 0, sizeof(c->req));
 }
 

@@ -193,7 +193,7 @@ elif [ ! -x examples/tls-client ]; then
 elif ! "$srcdir/scripts/make-cert" "$dir/cert" >"$dir/make-cert.out" 2>&1; then
     fail "scripts/make-cert: $(cat "$dir/make-cert.out")"
 elif start tls examples/http --threads 2 --listen 127.0.0.1:0 --tls-cert "$dir/cert/cert.pem" \
-    --tls-key "$dir/cert/key.pem"; then
+    --tls-key "$dir/cert/key.pem" --root "$dir/root"; then
     port=${addr##*:}
     curl -sv --cacert "$dir/cert/cert.pem" "https://localhost:$port/plaintext" "https://localhost:$port/json" \
         >"$dir/tls.out" 2>"$dir/tls.err"
@@ -201,6 +201,11 @@ elif start tls examples/http --threads 2 --listen 127.0.0.1:0 --tls-cert "$dir/c
         sh -c "grep -q 'Hello, World!' '$dir/tls.out' && grep -q message '$dir/tls.out'"
     check "HTTPS: ALPN http/1.1" grep -qi "alpn.*accepted.*http/1.1" "$dir/tls.err"
     check "HTTPS: one connection" grep -qi "re-using existing" "$dir/tls.err"
+    got=$(curl -s --cacert "$dir/cert/cert.pem" "https://localhost:$port/hello.txt")
+    check "HTTPS: a file (sendfile through TLS)" [ "$got" = "Hello, files! 0123456789" ]
+    got=$(curl -s --cacert "$dir/cert/cert.pem" -r -11 -o "$dir/range.out" -w '%{http_code}' \
+        "https://localhost:$port/hello.txt")
+    check "HTTPS: curl -r -11: $got $(cat "$dir/range.out")" [ "$got $(cat "$dir/range.out")" = "206 0123456789" ]
     stop tls
 fi
 
