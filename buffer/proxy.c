@@ -168,6 +168,7 @@ static int parse_v2(const unsigned char *p, size_t n, pants__proxy_hdr_t *h)
 
 int pants__proxy_parse(const unsigned char *p, size_t n, pants__proxy_hdr_t *h)
 {
+    memset(h, 0, sizeof(*h)); /* unused address bytes are zero */
     if (n == 0)
         return NEED_MORE;
     if (prefix_of(p, n, v2_sig, sizeof(v2_sig)))
