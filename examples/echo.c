@@ -1,7 +1,7 @@
 /* echo.c -- a multi-threaded echo server: the first thing to run.
  *
  *   examples/echo [--threads N] [--listen ADDR] [--line] [--work-us US]
- *                 [--idle-timeout MS] [--frame-timeout MS] [--max-conns N]
+ *                 [--idle-timeout MS] [--frame-timeout MS] [--max-conns N] [--reuseport]
  *                 [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--alpn LIST] [--ktls]]
  *                 [--verbose]
  *
@@ -19,7 +19,9 @@
  * whose unfinished line has waited MS since its first byte, however
  * slowly it trickles; both are the stream options every accepted
  * connection starts with.  --max-conns caps the open connections: more
- * clients wait in the listen backlog until one closes.  --verbose says on
+ * clients wait in the listen backlog until one closes.  --reuseport gives
+ * every worker a listening socket of its own (SO_REUSEPORT) instead of the
+ * acceptor's hand-off (bench/run compares the two).  --verbose says on
  * stderr which connection timed out.
  *
  * --tls-cert and --tls-key make it a TLS server (scripts/make-cert makes
@@ -142,6 +144,7 @@ static int usage(const char *prog, int status)
             "  --idle-timeout MS    close a connection idle (nothing read or sent) for MS\n"
             "  --frame-timeout MS   close a connection whose unfinished line waited MS\n"
             "  --max-conns N        hold at most N connections; more wait to be accepted\n"
+            "  --reuseport          a listening socket per worker (SO_REUSEPORT)\n"
             "  --tls-cert FILE      speak TLS with this PEM certificate (chain)\n"
             "  --tls-key FILE       and this PEM private key (default: in --tls-cert)\n"
             "  --tls-ca FILE        require client certificates signed by these CAs\n"
@@ -184,14 +187,16 @@ static int set_tls(pants_server_t *srv)
     return rc;
 }
 
-/* The limits every connection starts with, TLS, then listen.  0 or a negative
- * errno, said on stderr. */
+/* One listener per worker or not, the limits every connection starts with, TLS,
+ * then listen.  0 or a negative errno, said on stderr. */
 static int start_server(pants_server_t *srv, const char *addr, const pants_stream_options_t *o,
-                        size_t max_conns)
+                        size_t max_conns, bool reuseport)
 {
     int rc;
 
-    if ((rc = pants_server_set_stream_options(srv, o)) < 0)
+    if (reuseport && (rc = pants_server_set_reuseport(srv, true)) < 0)
+        fprintf(stderr, "echo: --reuseport: %s\n", pants_strerror(rc));
+    else if ((rc = pants_server_set_stream_options(srv, o)) < 0)
         fprintf(stderr, "echo: --idle-timeout/--frame-timeout: %s\n", pants_strerror(rc));
     else if ((rc = pants_server_set_max_connections(srv, max_conns)) < 0)
         fprintf(stderr, "echo: --max-conns: %s\n", pants_strerror(rc));
@@ -207,6 +212,7 @@ int main(int argc, char **argv)
     pants_engine_options_t opts = {0};
     pants_stream_options_t conn_opts = {0}; /* zero: the library's defaults */
     unsigned long long n, max_conns = 0;
+    bool reuseport = false;
     const char *listen_addr = "127.0.0.1:7000";
     pants_server_callbacks_t scb = {.on_listen = on_listen, .on_accept = on_accept, .on_error = on_error};
     pants_stream_callbacks_t ccb = {.on_read = on_read}; /* on_timeout NULL: close */
@@ -223,6 +229,8 @@ int main(int argc, char **argv)
             ccb.on_error = on_conn_error;
         } else if (strcmp(arg, "--ktls") == 0)
             tls.ktls = true;
+        else if (strcmp(arg, "--reuseport") == 0)
+            reuseport = true;
         else if (i + 1 == argc)
             return usage(argv[0], 2);
         else if (strcmp(arg, "--listen") == 0)
@@ -261,7 +269,7 @@ int main(int argc, char **argv)
     pants_server_t *srv = pants_server_new(engine, &scb, &ccb, NULL);
     if (srv == NULL)
         perror("echo: pants_server_new");
-    if (srv == NULL || start_server(srv, listen_addr, &conn_opts, (size_t)max_conns) < 0) {
+    if (srv == NULL || start_server(srv, listen_addr, &conn_opts, (size_t)max_conns, reuseport) < 0) {
         pants_engine_free(engine);
         return 1;
     }
