@@ -235,7 +235,7 @@ static int usage(const char *prog, int status)
             "  --threads N             worker threads (default: one per CPU)\n"
             "  --listen ADDR           listen on ADDR; repeatable (default " DEFAULT_PORT ")\n"
             "  --root DIR              serve the files under DIR (GET, HEAD, Range, If-Modified-Since)\n"
-            "  --max-conns N           hold at most N connections; more wait to be accepted\n"
+            "  --max-conns N           hold at most N connections (per --listen); more wait\n"
             "  --max-body BYTES        largest request body, else 413 (default 1048576)\n"
             "  --max-head BYTES        largest request head, else 431 (default 16384)\n"
             "  --header-timeout MS     a head not complete after MS gets a 408 (default 10000)\n"

@@ -15,9 +15,11 @@
 # --no-openat2.  curl checks keep-alive (one connection for two URLs),
 # HEAD, Range, HTTP/1.0 and HTTPS with a certificate made by
 # scripts/make-cert; the access log must show each request with the
-# client's address.  Last, SIGTERM with a half-sent head and a half-sent
-# body in flight: both are answered, an idle connection is closed, and
-# the server exits 0.
+# client's address, and with --proxy-protocol the address a PROXY header
+# (v1, v2) named.  --max-conns 2 holds a third client back, --reuseport
+# serves.  Last, SIGTERM with a half-sent head and a half-sent body in
+# flight: both are answered, an idle connection is closed, and the
+# server exits 0.
 #
 # Skipped without python3 (exit 77); the curl and HTTPS parts are skipped
 # without curl, openssl, or a build with OpenSSL.  Every wait is bounded.
@@ -178,6 +180,11 @@ if start proxy examples/http --threads 2 --listen 127.0.0.1:0 --proxy-protocol -
         check "access log: the PROXY v2 client" grep -q '^198\.51\.100\.9:41000 .*"GET /json HTTP/1\.1" 200' "$dir/proxy.out"
     fi
     stop proxy
+fi
+
+if start cap examples/http --threads 2 --listen 127.0.0.1:0 --max-conns 2; then
+    py "--max-conns 2" max_conns "$addr"
+    stop cap
 fi
 
 # --reuseport: a listening socket per worker, both serve.

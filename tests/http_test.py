@@ -439,6 +439,25 @@ def case_proxy(addr):
     print("v1 and v2 served, a connection without a header closed without a reply")
 
 
+def case_max_conns(addr):
+    """--max-conns 2: a third client waits until one of two closes."""
+    two = [Conn(addr) for _ in range(2)]
+    for c in two:
+        c.send(get(b"/plaintext"))
+        assert c.response()[0] == 200
+    third = Conn(addr, timeout=0.5)
+    third.send(get(b"/json"))
+    try:
+        third._more()
+        raise AssertionError("the third was served while two were open")
+    except socket.timeout:
+        pass
+    two.pop().close()
+    third.sock.settimeout(TIMEOUT)
+    assert third.response()[0] == 200, "the third was not served"
+    print("a third client waited while two were open, served once one closed")
+
+
 def main():
     case = globals()["case_" + sys.argv[1]]
     case(*sys.argv[2:])
