@@ -376,7 +376,8 @@ static int start_server(const options_t *o, const char *addr)
     else if (o->reuseport && (rc = pants_server_set_reuseport(srv, true)) < 0)
         fprintf(stderr, "kv: --reuseport: %s\n", pants_strerror(rc));
     else if ((rc = pants_server_listen(srv, addr, 0)) < 0)
-        fprintf(stderr, "kv: listen on %s: %s\n", addr, pants_strerror(rc));
+        fprintf(stderr, "kv: listen on %s: %s%s\n", addr, pants_strerror(rc),
+                o->reuseport && rc == -EINVAL ? " (--reuseport takes IP addresses only)" : "");
     return rc;
 }
 
