@@ -16,7 +16,6 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "kv-cmd.h"
 
@@ -51,11 +50,17 @@ static int cmd_command(kv_ctx_t *c, const resp_arg_t *argv, size_t argc);
 
 /* ---- Helpers ---------------------------------------------------------- */
 
-/* Is a the word w, ignoring case? */
+/* Is a the word w (lower-case letters only), ignoring case?  A byte ORed
+ * with 0x20 equals a lower-case letter only if it is that letter in
+ * either case, so this is exact, and quicker than strncasecmp. */
 static bool is(const resp_arg_t *a, const char *w)
 {
-    size_t n = strlen(w);
-    return a->len == n && strncasecmp(a->ptr, w, n) == 0;
+    size_t i;
+
+    for (i = 0; i < a->len; i++)
+        if (w[i] == '\0' || ((unsigned char)a->ptr[i] | 0x20) != (unsigned char)w[i])
+            return false;
+    return w[i] == '\0';
 }
 
 /* The length of a as a C string (Redis prints arguments with %s), at most
