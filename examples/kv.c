@@ -135,12 +135,24 @@ static void protocol_error(pants_stream_t *s, conn_t *c, worker_t *w)
     c->closing = true;
 }
 
+/* A reply could not be kept (out of memory): the client must not go on,
+ * its replies would no longer match its requests. */
+static void broken(pants_stream_t *s, conn_t *c, worker_t *w)
+{
+    w->out.len = 0; /* nothing of it may reach the next connection */
+    c->closing = true;
+    pants_stream_close(s);
+}
+
 /* Replies are piling up unsent: stop reading until they drain (on_write). */
 static bool must_stall(pants_stream_t *s, conn_t *c, worker_t *w)
 {
     if (w->out.len < OUT_FLUSH)
         return false;
-    flush(s, w);
+    if (!flush(s, w)) {
+        broken(s, c, w);
+        return true;
+    }
     if (pants_stream_pending(s) <= OUT_HIGH)
         return false;
     pants_stream_pause_reading(s);
@@ -182,7 +194,7 @@ static void run_buffered(pants_stream_t *s, conn_t *c, worker_t *w)
 static void finish(pants_stream_t *s, conn_t *c, worker_t *w)
 {
     if (!flush(s, w))
-        pants_stream_close(s); /* a reply was lost: the client must not go on */
+        broken(s, c, w);
     else if (c->closing)
         pants_stream_end(s);
 }
@@ -198,7 +210,7 @@ static void on_read(pants_stream_t *s, const void *data, size_t len)
     if (c->len == 0 && !c->stalled) /* the usual case: requests straight from the read */
         used = run(s, c, w, data, len);
     if (used < len && !c->closing && !conn_keep(c, (const char *)data + used, len - used)) {
-        pants_stream_close(s);
+        broken(s, c, w);
         return;
     }
     if (used == 0 && c->len > len && !c->stalled) /* what waited, then these bytes */

@@ -282,18 +282,20 @@ def check_split(addr):
 
 
 def check_large(addr):
-    """A 1 MiB value in and out, and 2000 pipelined GETs of it."""
+    """A 1 MiB value in and out; then 64 pipelined GETs of it and a DEL,
+    read only after a pause: kv stops reading the client while its replies
+    pile up, and serves the rest, in order, once they drain."""
     val = bytes(range(256)) * 4096
     r = Replies(connect(addr))
     r.sock.sendall(cmd("SET", "big", val))
     if r.one() != b"+OK\r\n":
         return "SET of 1 MiB failed"
-    r.sock.sendall(cmd("GET", "big") * 20)
+    r.sock.sendall(cmd("GET", "big") * 64 + cmd("DEL", "big"))
+    time.sleep(0.3)
     want = b"$%d\r\n%s\r\n" % (len(val), val)
-    for _ in range(20):
+    for i in range(64):
         if r.one() != want:
-            return "GET of 1 MiB came back wrong"
-    r.sock.sendall(cmd("DEL", "big"))
+            return "GET %d of 1 MiB came back wrong" % i
     return "" if r.one() == b":1\r\n" else "DEL big failed"
 
 
