@@ -86,11 +86,17 @@ void kv_store_free(kv_store_t *st)
     free(st);
 }
 
-/* The high and low halves of a * b folded together: a fast, good mix. */
+/* The high and low halves of a * b folded together: a fast, good mix
+ * (without 128-bit integers: a multiply and a shift-xor, nearly as good). */
 static inline uint64_t mix(uint64_t a, uint64_t b)
 {
+#ifdef __SIZEOF_INT128__
     __uint128_t r = (__uint128_t)a * b;
     return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    uint64_t r = a * (b | 1);
+    return r ^ (r >> 29);
+#endif
 }
 
 uint64_t kv_hash(const kv_store_t *st, const void *key, size_t len)

@@ -332,8 +332,7 @@ static bool number(const char *arg, unsigned long long *out)
     return errno == 0 && end != arg && *end == '\0' && arg[0] != '-';
 }
 
-/* The options (see usage).  0, or the exit status of a bad command line
- * (-1: --help was shown). */
+/* The command line (see usage). */
 typedef struct options_s {
     pants_engine_options_t engine;  /* --threads */
     const char *listen[MAX_LISTEN]; /* --listen */
@@ -342,6 +341,8 @@ typedef struct options_s {
     unsigned long long max_conns;   /* --max-conns */
 } options_t;
 
+/* Fill o from argv.  0, the exit status of a bad command line (usage
+ * shown), or -1 once --help was shown. */
 static int parse_options(int argc, char **argv, options_t *o)
 {
     unsigned long long n;
