@@ -1109,7 +1109,7 @@ static ssize_t read_some(pants_stream_t *s, bool *direct, size_t *asked)
  * EOF. */
 static bool must_drain(const pants_stream_t *s)
 {
-    return s->hup_seen || s->tls != NULL; /* TLS: a record read may leave more behind */
+    return s->hup_seen || (s->tls != NULL && pants__tls_may_have_more(s->tls)); /* a record read may leave more */
 }
 
 /* Paused, the socket is not read, so a reset shows only as a pending

@@ -41,8 +41,10 @@ int pants__tls_handshake(pants__tls_t *t);
 /* The transport to use once the handshake is done (kernel TLS or not). */
 const pants__transport_t *pants__tls_transport(const pants__tls_t *t);
 
-/* Does OpenSSL hold bytes not yet read out (a record, or plaintext)? */
-bool pants__tls_has_pending(const pants__tls_t *t);
+/* May another read give data without a new readiness edge: bytes held
+ * inside OpenSSL (a record, or plaintext), or a socket not known to be
+ * empty?  (Known with read-ahead, when the socket's last read was short.) */
+bool pants__tls_may_have_more(const pants__tls_t *t);
 
 /* Did the last read stop because OpenSSL must write first (a handshake
  * message after the handshake: answer a KeyUpdate), or the last write

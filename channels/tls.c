@@ -64,6 +64,8 @@ struct pants__tls_s {
     bool read_wants_write; /* SSL_read stopped on WANT_WRITE */
     bool write_wants_read; /* SSL_write stopped on WANT_READ */
     bool ktls;             /* kernel TLS sends the records */
+    bool watched;          /* bio_watch sees the socket's reads (read-ahead on) */
+    bool sock_drained;     /* the socket's last read got less than asked: it is empty */
     size_t retry_len;      /* a write that wanted a retry: its length; 0 = none */
     char *name;            /* client: the server name (session cache key), or NULL */
 };
@@ -73,6 +75,16 @@ static int ssl_index = -1; /* ex_data slot of pants__tls_t */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
 /* ---- Errors --------------------------------------------------------------- */
+
+/* Before a call whose failure SSL_get_error must read: the thread's error
+ * queue must be empty.  Every failure path here clears it, so it usually
+ * is, and a peek costs a tenth of ERR_clear_error (which wipes all 16
+ * slots of the queue whatever they hold). */
+static inline void errors_cleared(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
 
 void pants__tls_note_error(const char *why)
 {
@@ -417,12 +429,39 @@ fail:
     return NULL;
 }
 
+/* The socket BIO's reads, watched (with read-ahead, OpenSSL asks for a
+ * whole buffer at once): one that got less than it asked for, or nothing,
+ * left the socket empty.  With nothing left inside OpenSSL either, another
+ * SSL_read could only hear EAGAIN, and the edge-triggered watcher will
+ * tell when more comes. */
+static long bio_watch(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
+                      size_t *processed)
+{
+    (void)argp;
+    (void)argi;
+    (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        pants__tls_t *t = (pants__tls_t *)BIO_get_callback_arg(b);
+        t->sock_drained = ret <= 0 || processed == NULL || *processed < len;
+    }
+    return ret;
+}
+
 int pants__tls_attach(pants__tls_t *t, int fd)
 {
-    if (SSL_set_fd(t->ssl, fd) == 1)
-        return 0;
-    ERR_clear_error();
-    return -ENOMEM;
+    BIO *rbio;
+
+    if (SSL_set_fd(t->ssl, fd) != 1) {
+        ERR_clear_error();
+        return -ENOMEM;
+    }
+    rbio = SSL_get_rbio(t->ssl);
+    if (SSL_get_read_ahead(t->ssl) && rbio != NULL) {
+        BIO_set_callback_arg(rbio, (char *)t);
+        BIO_set_callback_ex(rbio, bio_watch);
+        t->watched = true;
+    }
+    return 0;
 }
 
 void pants__tls_free(pants__tls_t *t)
@@ -472,9 +511,9 @@ int pants__tls_handshake(pants__tls_t *t)
     return failed(t, rc, "TLS handshake failed");
 }
 
-bool pants__tls_has_pending(const pants__tls_t *t)
+bool pants__tls_may_have_more(const pants__tls_t *t)
 {
-    return SSL_has_pending(t->ssl) == 1;
+    return !t->watched || !t->sock_drained || SSL_has_pending(t->ssl) == 1;
 }
 
 bool pants__tls_read_wants_write(const pants__tls_t *t)
@@ -505,7 +544,7 @@ static ssize_t tls_recv(void *io, void *buf, size_t len)
     size_t got = 0;
     int rc, e;
 
-    ERR_clear_error();
+    errors_cleared();
     errno = 0;
     rc = SSL_read_ex(t->ssl, buf, len, &got);
     t->read_wants_write = false;
@@ -567,7 +606,7 @@ static ssize_t tls_send(void *io, const struct iovec *iov, int n)
     while (n > 0) {
         const void *p;
         size_t len = gather_record(t, cur, n, rec, &p), wrote = 0;
-        ERR_clear_error();
+        errors_cleared();
         errno = 0;
         int rc = SSL_write_ex(t->ssl, p, len, &wrote);
         if (rc != 1) {
@@ -710,7 +749,7 @@ const pants__transport_t *pants__tls_transport(const pants__tls_t *t)
     return &pants__plain_transport;
 }
 
-bool pants__tls_has_pending(const pants__tls_t *t)
+bool pants__tls_may_have_more(const pants__tls_t *t)
 {
     (void)t;
     return false;
