@@ -13,6 +13,7 @@
  * is installed).
  */
 #include <ctype.h>
+#include <malloc.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -221,6 +222,9 @@ static int cmd_flushall(kv_ctx_t *c, const resp_arg_t *argv, size_t argc)
     for (unsigned s = 0; s < KV_SHARDS; s++)
         kv_clear(kv_shard(c->store, s));
     unlock_set(c, &all);
+#ifdef __GLIBC__
+    malloc_trim(0); /* give the memory back to the system, as jemalloc would */
+#endif
     resp_add_status(c->out, "OK");
     return 0;
 }
