@@ -55,6 +55,7 @@ struct pants_server_s {
     bool closing;                       /* close asked: no more accepts (atomic reads) */
     bool finished;                      /* on_close ran or is about to (atomic) */
     bool full;                          /* a listener paused at max_conns (atomic) */
+    bool conns_closed;                  /* close asked for the connections too (acceptor) */
     bool reuseport;                     /* a listener per worker loop (set before listen) */
     bool proxy_protocol;                /* connections start with a PROXY header (set before listen) */
     pants__bound_path_t unix_path;      /* socket file to remove on close */
@@ -593,9 +594,8 @@ bool pants__server_has_proxy_protocol(const pants_server_t *srv)
 /* Watch ls's socket from its loop (its thread, or before it runs). */
 static int arm(listener_t *ls)
 {
-    event_assign(&ls->ev, ls->handle.loop->base, ls->fd, EV_READ | EV_PERSIST, on_acceptable, ls);
-    evtimer_assign(&ls->backoff_ev, ls->handle.loop->base, on_backoff_over, ls);
     int rc = pants__event_add(&ls->ev, NULL);
+
     ls->armed = rc == 0;
     return rc;
 }
@@ -701,6 +701,8 @@ static int open_listeners(pants_server_t *srv, pants_addr_t *a, int backlog)
         ls->handle.loop = l;
         ls->fd = open_socket(a, backlog, srv->reuseport);
         srv->ls[srv->nls] = ls;
+        event_assign(&ls->ev, l->base, ls->fd, EV_READ | EV_PERSIST, on_acceptable, ls); /* not added yet */
+        evtimer_assign(&ls->backoff_ev, l->base, on_backoff_over, ls);
         if (ls->fd < 0) {
             int rc = ls->fd;
             srv->nls++;
@@ -885,39 +887,51 @@ static void close_listeners(pants_server_t *srv)
     pthread_mutex_unlock(&srv->mu);
 }
 
+/* Stop listening; with_conns: close the connections too (once). */
 static void server_close_on_acceptor(pants_server_t *srv, bool with_conns)
 {
-    if (srv->closing)
-        return;
-    close_listeners(srv);
-    for (unsigned i = 0; with_conns && i < srv->engine->nloops; i++)
-        post_with_ref(srv->engine->loops[i], close_conns_task, srv, NULL, i);
+    if (!srv->closing)
+        close_listeners(srv);
+    if (with_conns && !srv->conns_closed) {
+        srv->conns_closed = true;
+        for (unsigned i = 0; i < srv->engine->nloops; i++)
+            post_with_ref(srv->engine->loops[i], close_conns_task, srv, NULL, i);
+    }
     maybe_finish(srv);
 }
 
 static void close_task(void *a, void *b, uintptr_t c)
 {
     (void)b;
-    (void)c;
-    server_close_on_acceptor(a, true);
+    server_close_on_acceptor(a, c != 0);
     server_unref(a);
+}
+
+static void close_from_any_thread(pants_server_t *srv, bool with_conns)
+{
+    pants_loop_t *acceptor = srv->engine->acceptor;
+    int entered = acceptor_enter(acceptor);
+
+    if (entered >= 0) {
+        server_close_on_acceptor(srv, with_conns);
+        pants__loop_leave(acceptor, entered);
+    } else {
+        post_with_ref(acceptor, close_task, srv, NULL, with_conns);
+    }
 }
 
 void pants_server_close(pants_server_t *srv)
 {
-    pants_loop_t *acceptor;
-    int entered;
+    if (srv != NULL)
+        close_from_any_thread(srv, true);
+}
 
+int pants_server_stop_listening(pants_server_t *srv)
+{
     if (srv == NULL)
-        return;
-    acceptor = srv->engine->acceptor;
-    entered = acceptor_enter(acceptor);
-    if (entered >= 0) {
-        server_close_on_acceptor(srv, true);
-        pants__loop_leave(acceptor, entered);
-    } else {
-        post_with_ref(acceptor, close_task, srv, NULL, 0);
-    }
+        return -EINVAL;
+    close_from_any_thread(srv, false);
+    return 0;
 }
 
 /* ---- Broadcast ---------------------------------------------------------- */

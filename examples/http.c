@@ -20,11 +20,12 @@
  * changed, so a request costs no clock read, no formatting and no
  * allocation.
  *
- * SIGTERM (or SIGINT) drains: new connections are closed as they come,
- * each reply from then on says "Connection: close" and ends its
- * connection, idle keep-alive connections close once nothing has arrived
- * for a second, and a request in flight (a head or body still arriving)
- * is finished and answered.  Once no connection is left -- or after
+ * SIGTERM (or SIGINT) drains: the listening sockets close (new clients
+ * are refused, or go to another process on the port; one accepted in
+ * between is closed), each reply from then on says "Connection: close"
+ * and ends its connection, idle keep-alive connections close once nothing
+ * has arrived for a second, and a request in flight (a head or body still
+ * arriving) is finished and answered.  Once no connection is left -- or after
  * --drain-timeout -- the engine stops and the program exits 0.  A second
  * signal stops at once.  The handler only sets a flag (and, the second
  * time, calls pants_engine_stop, which is async-signal-safe); each loop's
@@ -69,6 +70,8 @@ static uint64_t drain_ms;        /* --drain-timeout */
 static pants_tls_options_t tls;  /* --tls-cert, --tls-key; no cert_file: no TLS */
 static bool reuseport;           /* --reuseport */
 static bool proxy_protocol;      /* --proxy-protocol */
+static pants_server_t *servers[MAX_LISTEN]; /* one per --listen, listening */
+static unsigned nservers;                   /* how many */
 
 /* ---- Loops, connections, draining ----------------------------------------- */
 
@@ -108,9 +111,12 @@ static void start_drain(http_worker_t *w)
 
     if (http_config.keepalive_ms != 0 && http_config.keepalive_ms < idle)
         idle = http_config.keepalive_ms;
-    if (atomic_exchange(&drain_started, 1) == 0 &&
-        pants_timer_defer(w->loop, drain_ms, drain_expired, NULL) == NULL)
-        pants_engine_stop(engine); /* no bound to rely on: stop now */
+    if (atomic_exchange(&drain_started, 1) == 0) {
+        for (unsigned i = 0; i < nservers; i++) /* new clients: refused, or another process's */
+            pants_server_stop_listening(servers[i]);
+        if (pants_timer_defer(w->loop, drain_ms, drain_expired, NULL) == NULL)
+            pants_engine_stop(engine); /* no bound to rely on: stop now */
+    }
     http_worker_drain(w, idle);
     if (atomic_load(&open_conns) == 0)
         pants_engine_stop(engine);
@@ -214,6 +220,8 @@ static int start_server(const char *addr, size_t max_conns)
         return rc; /* set_tls said why */
     else if ((rc = pants_server_listen(srv, addr, 0)) < 0)
         fprintf(stderr, "http: listen on %s: %s\n", addr, pants_strerror(rc));
+    else
+        servers[nservers++] = srv;
     return rc;
 }
 

@@ -435,6 +435,15 @@ PANTS_EXTERN int pants_server_listen(pants_server_t *srv, const char *address, i
  * stay harmless after on_close (broadcast then returns -EPIPE). */
 PANTS_EXTERN void pants_server_close(pants_server_t *srv);
 
+/* Stop accepting but keep the open connections: the listening socket(s)
+ * close (a Unix socket's file is removed), so new clients are refused or
+ * go to another process on the port, while the application finishes what
+ * its connections are doing and ends them.  on_close follows once the
+ * last has closed; pants_server_close still closes them all.  The first
+ * step of a graceful drain (SIGTERM behind a load balancer).  Returns 0,
+ * -EINVAL for NULL.  Any thread. */
+PANTS_EXTERN int pants_server_stop_listening(pants_server_t *srv);
+
 /* Open connections.  Any thread. */
 PANTS_EXTERN size_t pants_server_connections(const pants_server_t *srv);
 

@@ -374,6 +374,59 @@ START_TEST(reuseport_before_run)
 }
 END_TEST
 
+/* ---- Draining ------------------------------------------------------------ */
+
+/* A new connect to 127.0.0.1:port is refused. */
+static bool refused(int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int s = socket(AF_INET, SOCK_STREAM, 0), rc;
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    rc = connect(s, (struct sockaddr *)&sin, sizeof(sin));
+    close(s);
+    return rc == -1 && errno == ECONNREFUSED;
+}
+
+/* Stop listening, keep serving: open connections still echo, new ones
+ * are refused (with reuseport too), on_close waits for the last one; a
+ * close afterwards closes what is left. */
+START_TEST(stop_listening_keeps_connections)
+{
+    for (unsigned flags = PLAIN; flags <= REUSEPORT; flags++) {
+        pants_engine_t *e = engine_up(2);
+        struct ctx c = {0};
+        char addr[64], buf[3];
+        pants_server_t *srv = serve(e, flags, "127.0.0.1:0", &c, addr, sizeof(addr));
+        int a, b;
+
+        pt_sleep_ms(50);
+        a = peer_connect(port_of(addr));
+        b = peer_connect(port_of(addr));
+        ck_assert(pt_wait_count(&c.accepted, 2, WAIT_MS));
+        ck_assert_int_eq(pants_server_stop_listening(srv), 0);
+        ck_assert_int_eq(pants_server_stop_listening(srv), 0); /* again: harmless */
+        for (int i = 0; i < 100 && !refused(port_of(addr)); i++)
+            pt_sleep_ms(10);
+        ck_assert(refused(port_of(addr)));
+        send_all(a, "abc", 3);
+        recv_exact(a, buf, 3);
+        ck_assert(memcmp(buf, "abc", 3) == 0);
+        close(a);
+        ck_assert(pt_wait_count(&c.closed, 1, WAIT_MS));
+        pt_sleep_ms(100);
+        ck_assert_int_eq(GET(c.srv_closed), 0); /* b is still open */
+        pants_server_close(srv);
+        ck_assert(closed_by_server(b));
+        close(b);
+        ck_assert(pt_wait(&c.srv_closed, WAIT_MS));
+        ck_assert_int_eq(GET(c.srv_closed), 1);
+        ck_assert_int_eq(pants_server_stop_listening(NULL), -EINVAL);
+        engine_down(e);
+    }
+}
+END_TEST
+
 /* ---- The PROXY header parser ---------------------------------------------- */
 
 static const char v1_tcp4[] = "PROXY TCP4 192.0.2.1 198.51.100.2 5555 80\r\n";
@@ -651,6 +704,7 @@ Suite *deploy_suite(void)
     tcase_add_test(tc, reuseport_connection_cap);
     tcase_add_test(tc, reuseport_close);
     tcase_add_test(tc, reuseport_before_run);
+    tcase_add_test(tc, stop_listening_keeps_connections);
     suite_add_tcase(s, tc);
     tcase_set_timeout(tp, 60);
     tcase_add_test(tp, proxy_parse_samples);
