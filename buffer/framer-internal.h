@@ -38,14 +38,19 @@ enum pants__frame_kind {
 #define PANTS__FRAME_ERROR (-1)     /* the bytes are rejected (*err says why) */
 #define PANTS__FRAME_NEED_MORE (-2) /* no complete frame yet */
 
+#define PANTS__DELIM_INLINE 16 /* delimiters this short live inside the framer */
+
+/* Never copied by value once a delimiter is set (until.delim may point
+ * into the struct itself). */
 typedef struct pants__framer_s {
     enum pants__frame_kind kind; /* which delimiter */
     size_t scanned;              /* pending bytes already searched without a match */
     union {
         struct {
-            unsigned char *delim; /* owned copy of the delimiter */
+            unsigned char *delim; /* the delimiter: small, or an owned copy */
             size_t len;           /* its length, >= 1 */
-        } until;                  /* PANTS__FRAME_UNTIL */
+            unsigned char small[PANTS__DELIM_INLINE]; /* a short one, kept here (no malloc) */
+        } until;                                      /* PANTS__FRAME_UNTIL */
         size_t exact;             /* PANTS__FRAME_EXACT: frame size, >= 1 */
         struct {
             void *code;          /* pcre2_code_8 *, compiled once (JIT if possible) */

@@ -59,7 +59,8 @@ static void release(pants__framer_t *f)
 {
     switch (f->kind) {
     case PANTS__FRAME_UNTIL:
-        free(f->u.until.delim);
+        if (f->u.until.delim != f->u.until.small)
+            free(f->u.until.delim);
         break;
     case PANTS__FRAME_REGEX:
         pcre2_match_context_free(f->u.regex.match_context);
@@ -103,15 +104,18 @@ int pants__framer_set_any(pants__framer_t *f)
 
 int pants__framer_set_until(pants__framer_t *f, const void *delim, size_t len)
 {
-    unsigned char *copy;
+    unsigned char small[PANTS__DELIM_INLINE], *copy = small;
 
     if (f == NULL || delim == NULL || len == 0)
         return -EINVAL;
-    copy = malloc(len);
-    if (copy == NULL)
+    if (len > sizeof(small) && (copy = malloc(len)) == NULL)
         return -ENOMEM;
     memcpy(copy, delim, len); /* before release: delim may be f's own copy */
     switch_kind(f, PANTS__FRAME_UNTIL);
+    if (copy == small) { /* the usual "\r\n" or "\r\n\r\n": no allocation per frame kind change */
+        memcpy(f->u.until.small, small, len);
+        copy = f->u.until.small;
+    }
     f->u.until.delim = copy;
     f->u.until.len = len;
     return 0;
