@@ -1,6 +1,6 @@
 /* chat.c -- a line chat: every line a client sends goes to every client.
  *
- *   examples/chat [--threads N] [--listen ADDR]
+ *   examples/chat [--threads N] [--listen ADDR] [--help]
  *
  * Connections are spread over the worker threads; pants_server_broadcast
  * hands each line to every worker, which writes it to its own connections,
@@ -56,6 +56,18 @@ static void on_signal(int sig)
     pants_engine_stop(engine);
 }
 
+static int usage(const char *prog, int status)
+{
+    fprintf(status ? stderr : stdout,
+            "usage: %s [options]\n"
+            "  --threads N      worker threads (default: one per CPU)\n"
+            "  --listen ADDR    address to listen on (default 127.0.0.1:7100)\n"
+            "  --help           this text\n"
+            "every line a client sends (nc 127.0.0.1 7100) goes to every client\n",
+            prog);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     pants_engine_options_t opts = {0};
@@ -64,6 +76,9 @@ int main(int argc, char **argv)
     pants_stream_callbacks_t ccb = {.on_read = on_read, .on_overflow = on_overflow};
     int rc;
 
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0)
+            return usage(argv[0], 0);
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--threads") == 0)
             opts.threads = (unsigned)strtoul(argv[i + 1], NULL, 10);

@@ -1,6 +1,6 @@
 /* udp-echo.c -- a datagram echo server: every packet goes back to its sender.
  *
- *   examples/udp-echo [--listen ADDR]
+ *   examples/udp-echo [--listen ADDR] [--help]
  *
  * ADDR is "127.0.0.1:7001" by default; ":7001" listens on every interface
  * (IPv6 and IPv4), "unix:/tmp/echo.sock" on a Unix datagram socket (its
@@ -62,10 +62,15 @@ static void on_signal(int sig)
     pants_engine_stop(engine);
 }
 
-static int usage(const char *prog)
+static int usage(const char *prog, int status)
 {
-    fprintf(stderr, "usage: %s [--listen ADDR]\n", prog);
-    return 2;
+    fprintf(status ? stderr : stdout,
+            "usage: %s [options]\n"
+            "  --listen ADDR    address to listen on (default 127.0.0.1:7001; \":7001\" every\n"
+            "                   interface, \"unix:/tmp/echo.sock\" a Unix datagram socket)\n"
+            "  --help           this text\n",
+            prog);
+    return status;
 }
 
 int main(int argc, char **argv)
@@ -81,7 +86,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
             listen_addr = argv[++i];
         else
-            return usage(argv[0]);
+            return usage(argv[0], strcmp(argv[i], "--help") == 0 ? 0 : 2);
     }
     engine = pants_engine_new(&opts);
     if (engine == NULL) {
