@@ -14,9 +14,9 @@
  *   - After that, a channel's functions are called on its loop's thread
  *     (from its callbacks, or through pants_loop_post/pants_stream_post).
  *     Such a call from another thread fails with -EPERM (debug builds also
- *     print a loud message), also after the loop has finished.  The calls
- *     that cannot return an error are not checked, except
- *     pants_stream_close, which hands the close to the loop.
+ *     print a loud message), also after the loop has finished.  Plain
+ *     accessors, marked "not checked" below, do not look: from another
+ *     thread they race.  pants_stream_close hands the close to the loop.
  *   - Safe from anywhere: pants_engine_stop, pants_loop_post,
  *     pants_stream_new, pants_stream_post, pants_stream_ref/unref,
  *     pants_server_new, pants_server_broadcast, pants_server_connections,
@@ -28,7 +28,8 @@
  * Each function's documentation ends with a "Thread" paragraph.  "s's loop
  * thread (or before run)" there means: the thread that runs the loop s is
  * pinned to, or any thread before the engine runs (pants_engine_run or
- * pants_engine_start); another thread gets -EPERM.
+ * pants_engine_start); another thread gets -EPERM, unless the paragraph
+ * adds "not checked".
  *
  * Errors: calls that act return 0 or a negative errno; constructors return
  * NULL and set errno.  A call that fails never runs the callback it would
@@ -38,9 +39,10 @@
  * Ownership: pants copies what it is given (callback tables, bytes to
  * send, option structs, addresses) unless a function says otherwise, and
  * never frees the application's own pointers (the data of a channel, the
- * argument of a posted function).  The channels themselves are freed by
- * pants once they have closed (after on_close returns); an engine is freed
- * by the application, with pants_engine_free.
+ * argument of a posted function).  Streams, datagrams and timers are
+ * freed by pants once they are done (a channel after its on_close
+ * returns); a server's memory stays until its engine goes; an engine is
+ * freed by the application, with pants_engine_free.
  */
 #ifndef PANTS_H
 #define PANTS_H
@@ -263,7 +265,8 @@ PANTS_EXTERN pants_engine_t *pants_engine_new(const pants_engine_options_t *opts
  * @retval -errno     the negative errno of a thread that could not start
  *                    (-EAGAIN, ...): the threads that did are stopped
  * @par Thread
- * Any thread but one of e's loops; the thread becomes e's acceptor.
+ * Any thread that runs no pants loop; it becomes e's acceptor until run
+ * returns.
  */
 PANTS_EXTERN int pants_engine_run(pants_engine_t *e);
 
@@ -319,7 +322,8 @@ PANTS_EXTERN void pants_engine_stop(pants_engine_t *e);
  * here, on the calling thread, so what they own is not lost.  An engine
  * started and not joined is joined first (so this waits until it has
  * stopped).  Drop stream references (pants_stream_unref) before.  Every
- * loop, server, stream and timer pointer of e is invalid afterwards.
+ * loop, server, stream, datagram and timer pointer of e is invalid
+ * afterwards.
  *
  * @param e  the engine; NULL is a no-op
  * @par Thread
