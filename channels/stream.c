@@ -1433,9 +1433,10 @@ static void watermarks_moved(pants_stream_t *s)
             if (!s->paused)
                 reading_resumed(s);
         }
-        if (s->handle.pending & P_HIGH) /* high, then low again, before it heard of the high: neither */
-            s->handle.pending &= (uint16_t)~P_HIGH;
-        else if (s->cb->on_write_low)
+        /* Also after a high it has not heard of yet: it may have seen
+         * pants_stream_is_writable() turn false and wait for the low, so
+         * it hears both, high first (stream_run_pending's order). */
+        if (s->cb->on_write_low)
             pants__handle_defer(&s->handle, P_LOW);
     }
 }
@@ -1526,7 +1527,16 @@ int pants_stream_set_write_limit(pants_stream_t *s, size_t max_bytes)
 
 bool pants_stream_is_writable(const pants_stream_t *s)
 {
-    return s != NULL && (s->opt->write_high == SIZE_MAX || pending_of(s) <= s->opt->write_high);
+    if (s == NULL)
+        return false;
+    if (s->opt->write_high == SIZE_MAX || pending_of(s) <= s->opt->write_high)
+        return true;
+    /* Inside a callback the watermarks are looked at once it returns, when
+     * what it wrote may be sent already: the caller has seen the high, so
+     * it is one now, and a low will follow. */
+    if (!s->above_high && pants__loop_is_current(s->handle.loop))
+        watermarks_moved((pants_stream_t *)(uintptr_t)s);
+    return false;
 }
 
 /* ---- Time limits -------------------------------------------------------- */

@@ -795,6 +795,11 @@ PANTS_EXTERN int pants_stream_set_write_watermarks(pants_stream_t *s, size_t low
 PANTS_EXTERN int pants_stream_set_write_limit(pants_stream_t *s, size_t max_bytes);
 
 /** Is pending() not above the high watermark?
+ *
+ * A false answer on s's loop thread counts as the high: on_write_low
+ * (with an on_write_high before it) follows once pending() is back at the
+ * low watermark, also when what the callback wrote is sent as it returns.
+ * A producer may write while this says true and wait for on_write_low.
  * @param s  the stream
  * @return true if there is room (also without watermarks); false for NULL
  * @par Thread

@@ -332,6 +332,71 @@ START_TEST(watermarks_fire_once_each_way)
 }
 END_TEST
 
+/* A burst over the high watermark that the socket takes at once, inside
+ * on_read: the stream went above high (is_writable false) and back to
+ * low before the loop ran any callback.  A producer that saw "not
+ * writable" waits for on_write_low: it must hear high, then low. */
+static void quick_high(pants_stream_t *s)
+{
+    struct ctx *c = ctx_of(s);
+
+    c->timeout_kind = GET(c->lows) == 0; /* (reused: high came before any low) */
+    INC(c->highs);
+}
+
+static void burst_on_connect(pants_stream_t *s)
+{
+    ctx_of(s)->rc[0] = pants_stream_set_write_watermarks(s, 10, 100);
+}
+
+/* Inside the stream's I/O callback: the write is staged and flushed as
+ * the callback returns, before the loop runs on_write_high. */
+static void burst_on_read(pants_stream_t *s, const void *data, size_t len)
+{
+    struct ctx *c = ctx_of(s);
+    char block[300] = {0};
+
+    (void)data;
+    (void)len;
+    c->rc[1] = pants_stream_write(s, block, sizeof(block));
+    c->rc[2] = pants_stream_is_writable(s);
+}
+
+START_TEST(watermarks_high_then_low_before_either_ran)
+{
+    static const pants_stream_callbacks_t cb = {.on_connect = burst_on_connect,
+                                                .on_read = burst_on_read,
+                                                .on_write_high = quick_high,
+                                                .on_write_low = count_low,
+                                                .on_close = on_close};
+    pants_engine_t *e = engine_up(1);
+    struct ctx c = {0};
+    char addr[64], buf[300];
+    size_t got = 0;
+    int fd;
+
+    serve(e, &cb, NULL, &c, addr, sizeof(addr));
+    fd = peer_connect(addr, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(send(fd, "x", 1, 0), 1);
+    ck_assert(pt_wait(&c.lows, WAIT_MS));
+    while (got < sizeof(buf)) {
+        ssize_t n = recv(fd, buf, sizeof(buf) - got, 0);
+        ck_assert_int_gt(n, 0);
+        got += (size_t)n;
+    }
+    pt_sleep_ms(100);
+    ck_assert_int_eq(c.rc[0], 0);
+    ck_assert_int_eq(c.rc[1], 0);
+    ck_assert_int_eq(c.rc[2], 0); /* the producer saw "not writable" */
+    ck_assert_int_eq(GET(c.highs), 1);
+    ck_assert_int_eq(GET(c.lows), 1);
+    ck_assert_int_eq(c.timeout_kind, 1); /* high first */
+    close(fd);
+    engine_down(e);
+}
+END_TEST
+
 /* ---- Write limit and broadcast -------------------------------------------- */
 
 static void limit_on_connect(pants_stream_t *s)
@@ -750,6 +815,7 @@ Suite *limits_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, non_reader_is_bounded);
     tcase_add_test(tc, watermarks_fire_once_each_way);
+    tcase_add_test(tc, watermarks_high_then_low_before_either_ran);
     tcase_add_test(tc, write_limit_refuses_whole_writes);
     tcase_add_test(tc, broadcast_drops_only_the_one_over_its_limit);
     suite_add_tcase(s, tc);
