@@ -206,6 +206,8 @@ if kind == "proxy":
             n.close()
         except ConnectionRefusedError:
             break
+        except ConnectionResetError:
+            pass  # queued on a listener as it closed: the kernel resets those
         if time.time() > deadline:
             sys.exit("still accepting connections 10 s after SIGTERM")
         time.sleep(0.05)
