@@ -545,7 +545,8 @@ typedef struct pants_stream_callbacks_s {
      * @param s    the stream
      * @param err  the negative error code */
     void (*on_connect_error)(pants_stream_t *s,
-                             int err); /* stays usable: connect again or close; NULL = close */
+                             int err); /* stays usable (connect again or close), but after
+                                          PANTS_ETLS it closes once this returns; NULL = close */
     /** One frame, cut by the read delimiter.
      *
      * data belongs to pants and is valid only during the call: copy what
@@ -1787,7 +1788,9 @@ PANTS_EXTERN int pants_server_set_tls(pants_server_t *srv, struct ssl_ctx_st *ct
  * client side, a server context (or an accepted stream) the server side.
  * A client handshake that fails, or a certificate that does not verify,
  * gives on_connect_error(s, PANTS_ETLS); pants_stream_ssl still shows
- * OpenSSL's verify result inside that callback.  Everything else works as
+ * OpenSSL's verify result inside that callback, and the stream closes
+ * after it (its connection carried a failed handshake): a new attempt
+ * takes a new stream.  Everything else works as
  * without TLS: delimiters, watermarks and pending() count plaintext bytes;
  * write_file sends the file (SSL_sendfile with kernel TLS, else read and
  * encrypted in pieces); end() sends what is queued, then a close_notify;
