@@ -305,9 +305,11 @@ PANTS_EXTERN int pants_engine_join(pants_engine_t *e);
 /** Stop the engine.
  *
  * Stops accepting, ends every stream and datagram (queued data is still
- * sent, for at most shutdown_timeout_ms; then they close), closes
- * servers, cancels timers.  Calling it before run makes the next run
- * return at once after closing.
+ * sent, for at most shutdown_timeout_ms; then they close) and closes
+ * servers.  Timers keep firing while the streams flush (a timer may be
+ * what finishes their work) and are cancelled, without running again,
+ * when their loop ends.  Calling it before run makes the next run return
+ * at once after closing.
  *
  * @param e  the engine; NULL is a no-op
  * @par Thread
