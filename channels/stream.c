@@ -1404,8 +1404,8 @@ static void stream_on_io(pants__io_t *w, unsigned events)
  * callback wrote this reads any more (a proxy pauses that one in it). */
 static void high_due(pants_stream_t *s)
 {
+    pants__loop_urgent(loop_of(s));
     pants__handle_defer(&s->handle, P_HIGH);
-    loop_of(s)->urgent = true;
 }
 
 /* pending() moved: past high, on_write_high (or, without one, reading

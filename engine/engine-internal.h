@@ -165,6 +165,8 @@ struct pants_loop_s {
     pants__handle_t *pending_head;  /* handles with pending work, FIFO */
     pants__handle_t **pending_tail; /* where the next one is linked */
     bool urgent;                    /* pending work must run before more input is read */
+    bool in_pending;                /* on_pending runs the queue */
+    bool pending_later;             /* pending_ev is armed as a 0 s timer: after the next poll */
     struct event pending_ev;        /* runs the pending queue */
     int io_fd;                      /* the epoll set of stream sockets */
     struct event io_ev;             /* io_fd is ready: dispatch its sockets */
@@ -296,6 +298,9 @@ void pants__handle_unref(pants__handle_t *h);
  * after the current callback, once for all bits set meanwhile.  The queue
  * holds a reference, so h stays until then.  Loop thread. */
 void pants__handle_defer(pants__handle_t *h, unsigned bits);
+/* The next pending work must run before any more input is read (an
+ * on_write_high): at once, not after the next poll.  Loop thread. */
+void pants__loop_urgent(pants_loop_t *l);
 
 /* Close h: from the loop, later, ops->closed(h) runs (the last callback),
  * then h leaves the list and drops its creation reference.  Pending work

@@ -472,6 +472,25 @@ void pants__handle_unref(pants__handle_t *h)
         handle_free(h);
 }
 
+/* Have on_pending run.  Work queued by pending work itself (a stream that
+ * used up its reads for this wake-up, say) waits until the loop has polled
+ * its sockets once more: libevent runs an event activated from inside its
+ * own callback in the same pass, so a stream that always has more would
+ * hold the loop and never let another socket, a post or a timer in.  Work
+ * that must run before more input is read (urgent) runs at once. */
+static void schedule_pending(pants_loop_t *l)
+{
+    static const struct timeval now = {0, 0};
+
+    if (l->in_pending && !l->urgent) {
+        if (l->pending_later || pants__event_add(&l->pending_ev, &now) == 0) {
+            l->pending_later = true;
+            return;
+        }
+    }
+    event_active(&l->pending_ev, 0, 0);
+}
+
 void pants__handle_defer(pants__handle_t *h, unsigned bits)
 {
     pants_loop_t *l = h->loop;
@@ -484,9 +503,16 @@ void pants__handle_defer(pants__handle_t *h, unsigned bits)
     pants__handle_ref(h);
     h->pending_next = NULL;
     if (l->pending_head == NULL)
-        event_active(&l->pending_ev, 0, 0);
+        schedule_pending(l);
     *l->pending_tail = h;
     l->pending_tail = &h->pending_next;
+}
+
+void pants__loop_urgent(pants_loop_t *l)
+{
+    l->urgent = true;
+    if (l->pending_later) /* queued for after the poll: now instead */
+        event_active(&l->pending_ev, 0, 0);
 }
 
 void pants__handle_close(pants__handle_t *h)
@@ -514,8 +540,8 @@ static void run_pending(pants__handle_t *h)
     }
 }
 
-/* Run the handles queued so far; those queued meanwhile run after them,
- * in the same pass (the event is activated again for them). */
+/* Run the handles queued so far; those queued meanwhile run after the
+ * loop's next poll (schedule_pending). */
 static void on_pending(evutil_socket_t fd, short what, void *arg)
 {
     pants_loop_t *l = arg;
@@ -526,12 +552,18 @@ static void on_pending(evutil_socket_t fd, short what, void *arg)
     l->pending_head = NULL;
     l->pending_tail = &l->pending_head;
     l->urgent = false;
+    if (l->pending_later) {
+        event_del(&l->pending_ev); /* run now, as part of this batch */
+        l->pending_later = false;
+    }
+    l->in_pending = true;
     while (h != NULL) {
         pants__handle_t *next = h->pending_next;
         run_pending(h);
         pants__handle_unref(h); /* the queue's reference */
         h = next;
     }
+    l->in_pending = false;
 }
 
 /* Loop teardown: forget the queued work and the queue's references. */

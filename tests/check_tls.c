@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -901,6 +903,80 @@ START_TEST(proxy_header_then_tls)
 }
 END_TEST
 
+/* ---- A bulk sender does not starve its loop's other streams ----------------------------- */
+
+/* The talker's "ping" comes back; the flood (all 'x') is dropped after
+ * 200 us of work per read, so the server falls behind it and its socket
+ * never runs dry: only the read budget makes the loop turn to others. */
+static void sink_or_echo(pants_stream_t *s, const void *data, size_t len)
+{
+    struct timespec t0, t;
+
+    if (len > 0 && ((const char *)data)[0] == 'p') {
+        pants_stream_write(s, data, len);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 200000);
+}
+
+struct flood {
+    struct peer p; /* its connection, used by its thread only once started */
+    int stop;      /* set: stop sending (atomic) */
+    size_t sent;   /* bytes sent so far (atomic) */
+};
+
+static void *flood_main(void *arg)
+{
+    struct flood *f = arg;
+    unsigned char buf[16384];
+    size_t n;
+
+    memset(buf, 'x', sizeof(buf));
+    while (!GET(f->stop) && SSL_write_ex(f->p.ssl, buf, sizeof(buf), &n) == 1)
+        __atomic_add_fetch(&f->sent, n, __ATOMIC_SEQ_CST);
+    ERR_clear_error();
+    return NULL;
+}
+
+/* One worker loop, two TLS connections: one sends records faster than the
+ * server gets through them, the other pings.  The
+ * per-wake-up read budget lets the pings through while the flood goes on:
+ * every one is answered, and the flood kept flowing meanwhile. */
+START_TEST(bulk_sender_does_not_starve_others)
+{
+    static const pants_stream_callbacks_t cb = {.on_read = sink_or_echo};
+    pants_engine_t *e = engine_up(1);
+    struct ctx c = {0};
+    struct flood f = {0};
+    struct peer talker;
+    char addr[64], buf[4];
+    size_t before, n;
+    pthread_t th;
+
+    serve_tls(e, server_ctx(NULL, NULL), &cb, NULL, &c, addr, sizeof(addr));
+    peer_open(&f.p, addr);
+    ck_assert_int_eq(pthread_create(&th, NULL, flood_main, &f), 0);
+    pt_sleep_ms(200);
+    peer_open(&talker, addr);
+    before = GET(f.sent);
+    ck_assert_uint_gt(before, 0);
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_eq(SSL_write_ex(talker.ssl, "ping", 4, &n), 1);
+        ck_assert_int_eq(SSL_read_ex(talker.ssl, buf, 4, &n), 1); /* 10 s receive timeout */
+        ck_assert(n == 4 && memcmp(buf, "ping", 4) == 0);
+    }
+    ck_assert_uint_gt(GET(f.sent), before); /* the flood went on meanwhile */
+    SET(f.stop, 1);
+    pthread_join(th, NULL);
+    peer_close(&talker);
+    peer_close(&f.p);
+    engine_down(e);
+}
+END_TEST
+
 /* ---- Engine stop with TLS data queued ----------------------------------------------------- */
 
 START_TEST(engine_stop_flushes_tls)
@@ -1185,6 +1261,7 @@ Suite *tls_suite(void)
     tcase_add_test(tc, session_resumption);
     tcase_add_test(tc, starttls_both_sides);
     tcase_add_test(tc, proxy_header_then_tls);
+    tcase_add_test(tc, bulk_sender_does_not_starve_others);
     tcase_add_test(tc, engine_stop_flushes_tls);
     tcase_add_test(tc, key_update_is_answered);
     tcase_add_test(tc, eof_without_close_notify_is_quiet);
