@@ -55,32 +55,6 @@ struct ctx {
     int64_t start_ms;     /* reference time */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static pants_engine_t *engine_up(unsigned threads)
-{
-    pants_engine_options_t o = {.threads = threads};
-    pants_engine_t *e = pants_engine_new(&o);
-
-    ck_assert_ptr_nonnull(e);
-    ck_assert_int_eq(pants_engine_start(e), 0);
-    return e;
-}
-
-static void engine_down(pants_engine_t *e)
-{
-    pants_engine_stop(e);
-    ck_assert_int_eq(pants_engine_join(e), 0);
-    pants_engine_free(e);
-    ck_assert_int_eq(pants_live_objects(), 0);
-}
-
 static pthread_mutex_t record_mu = PTHREAD_MUTEX_INITIALIZER; /* guards ctx's strings */
 
 static struct ctx *ctx_of(pants_stream_t *s)
@@ -111,7 +85,7 @@ static void on_close(pants_stream_t *s)
 {
     struct ctx *c = ctx_of(s);
 
-    SET(c->closed_ms, now_ms() - c->start_ms);
+    SET(c->closed_ms, pt_now_ms() - c->start_ms);
     INC(c->closed);
 }
 
@@ -155,7 +129,7 @@ static pants_server_t *serve(pants_engine_t *e, unsigned flags, const char *at, 
     ck_assert_int_eq(pants_server_listen(srv, at, 0), 0);
     ck_assert_int_eq(pants_server_local_address(srv, &a), 0);
     ck_assert_int_eq(pants_addr_format(&a, addr, len), 0);
-    c->start_ms = now_ms();
+    c->start_ms = pt_now_ms();
     return srv;
 }
 
@@ -211,7 +185,7 @@ static bool closed_by_server(int fd)
 /* Every loop accepts on its own listener, and on_accept runs there. */
 START_TEST(reuseport_accepts_on_every_loop)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx c = {0};
     char addr[64];
     int fds[NCONNS], port;
@@ -234,7 +208,7 @@ START_TEST(reuseport_accepts_on_every_loop)
         close(fds[i]);
     }
     ck_assert(pt_wait_count(&c.closed, NCONNS, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -242,7 +216,7 @@ END_TEST
  * with reuseport; without it, the second gets -EADDRINUSE. */
 START_TEST(reuseport_shares_the_port)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx c1 = {0}, c2 = {0};
     char addr[64], addr2[64];
     pants_server_t *plain;
@@ -260,13 +234,13 @@ START_TEST(reuseport_shares_the_port)
     for (int i = 0; i < 500 && GET(c1.closed) + GET(c2.closed) < NCONNS; i++)
         pt_sleep_ms(10);
     ck_assert_int_eq(GET(c1.closed) + GET(c2.closed), NCONNS);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(reuseport_misuse)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     pants_server_t *srv = pants_server_new(e, NULL, NULL, NULL);
     char path[108];
 
@@ -278,7 +252,7 @@ START_TEST(reuseport_misuse)
     ck_assert_int_eq(pants_server_listen(srv, "127.0.0.1:0", 0), 0); /* the failure left nothing */
     ck_assert_int_eq(pants_server_set_reuseport(srv, false), -EALREADY);
     ck_assert_int_eq(pants_server_set_proxy_protocol(srv, true), -EALREADY);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -286,7 +260,7 @@ END_TEST
  * backlog until one closes. */
 START_TEST(reuseport_connection_cap)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx c = {0};
     char addr[64], buf[2];
     pants_server_t *srv = pants_server_new(e, &scb, &conn_cb, &c);
@@ -320,7 +294,7 @@ START_TEST(reuseport_connection_cap)
     for (int i = 0; i < 3; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -328,7 +302,7 @@ END_TEST
  * on_close once; nobody accepts on the port after. */
 START_TEST(reuseport_close)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx c = {0};
     char addr[64];
     pants_server_t *srv = serve(e, REUSEPORT, "127.0.0.1:0", &c, addr, sizeof(addr));
@@ -349,7 +323,7 @@ START_TEST(reuseport_close)
     ck_assert_int_eq(connect(s, (struct sockaddr *)&sin, sizeof(sin)), -1);
     ck_assert_int_eq(errno, ECONNREFUSED);
     close(s);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -370,7 +344,7 @@ START_TEST(reuseport_before_run)
     send_all(fd, "PROXY UNKNOWN\r\nhi", 17);
     ck_assert(pt_wait(&c.accepted, WAIT_MS));
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -394,7 +368,7 @@ static bool refused(int port)
 START_TEST(stop_listening_keeps_connections)
 {
     for (unsigned flags = PLAIN; flags <= REUSEPORT; flags++) {
-        pants_engine_t *e = engine_up(2);
+        pants_engine_t *e = pt_engine_up(2);
         struct ctx c = {0};
         char addr[64], buf[3];
         pants_server_t *srv = serve(e, flags, "127.0.0.1:0", &c, addr, sizeof(addr));
@@ -422,7 +396,7 @@ START_TEST(stop_listening_keeps_connections)
         ck_assert(pt_wait(&c.srv_closed, WAIT_MS));
         ck_assert_int_eq(GET(c.srv_closed), 1);
         ck_assert_int_eq(pants_server_stop_listening(NULL), -EINVAL);
-        engine_down(e);
+        pt_engine_down(e);
     }
 }
 END_TEST
@@ -569,7 +543,7 @@ END_TEST
  * it arrive as data (sent in the same segment). */
 START_TEST(proxy_v1_addresses)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx c = {0};
     char addr[64], msg[128], buf[5];
     int fd;
@@ -586,14 +560,14 @@ START_TEST(proxy_v1_addresses)
     ck_assert_str_eq(c.data, "hello");
     close(fd);
     ck_assert(pt_wait(&c.closed, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 /* Version 2 over IPv6, one byte at a time; LOCAL keeps the socket's own. */
 START_TEST(proxy_v2_trickled_and_local)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64], buf[3];
     unsigned char hdr[128];
@@ -624,7 +598,7 @@ START_TEST(proxy_v2_trickled_and_local)
     ck_assert_str_eq(c.local, addr);
     close(fd);
     ck_assert(pt_wait_count(&c.closed, 2, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -632,7 +606,7 @@ END_TEST
  * application never hears of them. */
 START_TEST(proxy_bad_header_is_unheard)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64];
     pants_server_t *srv = serve(e, PROXY, "127.0.0.1:0", &c, addr, sizeof(addr));
@@ -655,7 +629,7 @@ START_TEST(proxy_bad_header_is_unheard)
     ck_assert_int_eq(GET(c.accepted), 0);
     ck_assert_int_eq(GET(c.closed), 0);
     ck_assert_int_eq(GET(c.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -663,7 +637,7 @@ END_TEST
  * stream options), never before it. */
 START_TEST(proxy_header_stall_is_bounded)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     pants_stream_options_t o = {.frame_timeout_ms = 300};
     pants_server_t *srv = pants_server_new(e, &scb, &conn_cb, &c);
@@ -678,16 +652,16 @@ START_TEST(proxy_header_stall_is_bounded)
     ck_assert_int_eq(pants_server_local_address(srv, &a), 0);
     ck_assert_int_eq(pants_addr_format(&a, addr, sizeof(addr)), 0);
     fd = peer_connect(port_of(addr));
-    t0 = now_ms();
+    t0 = pt_now_ms();
     send_all(fd, "PROXY TCP4 ", 11);
     ck_assert(closed_by_server(fd));
-    waited = now_ms() - t0;
+    waited = pt_now_ms() - t0;
     ck_assert_int_ge(waited, 290);
     ck_assert_int_lt(waited, 5000);
     close(fd);
     ck_assert_int_eq(GET(c.accepted), 0);
     ck_assert_int_eq(GET(c.closed), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 

@@ -55,32 +55,6 @@ struct ctx {
     int odd_idle_off;                       /* on_accept turns IDLE off for every second connection */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static pants_engine_t *engine_up(unsigned threads)
-{
-    pants_engine_options_t o = {.threads = threads};
-    pants_engine_t *e = pants_engine_new(&o);
-
-    ck_assert_ptr_nonnull(e);
-    ck_assert_int_eq(pants_engine_start(e), 0);
-    return e;
-}
-
-static void engine_down(pants_engine_t *e)
-{
-    pants_engine_stop(e);
-    ck_assert_int_eq(pants_engine_join(e), 0);
-    pants_engine_free(e);
-    ck_assert_int_eq(pants_live_objects(), 0);
-}
-
 static struct ctx *ctx_of(pants_stream_t *s)
 {
     return pants_server_data(pants_stream_server(s));
@@ -90,7 +64,7 @@ static void on_close(pants_stream_t *s)
 {
     struct ctx *c = ctx_of(s);
 
-    SET(c->closed_ms, now_ms() - c->start_ms);
+    SET(c->closed_ms, pt_now_ms() - c->start_ms);
     INC(c->closed);
 }
 
@@ -230,7 +204,7 @@ static void *send_flood(void *arg)
 START_TEST(non_reader_is_bounded)
 {
     static const pants_stream_callbacks_t cb = {.on_read = echo_on_read, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     struct sender sd = {0};
     unsigned char *buf = malloc(65536);
@@ -264,7 +238,7 @@ START_TEST(non_reader_is_bounded)
     ck_assert(same);
     close(sd.fd);
     free(buf);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -301,7 +275,7 @@ START_TEST(watermarks_fire_once_each_way)
                                                 .on_write_high = count_high,
                                                 .on_write_low = count_low,
                                                 .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     unsigned char buf[65536];
     char addr[64];
@@ -328,7 +302,7 @@ START_TEST(watermarks_fire_once_each_way)
     ck_assert_int_eq(c.rc[2], 0);
     ck_assert_int_eq(c.rc[3], 0); /* 16 MiB is above 64 KiB */
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -369,7 +343,7 @@ START_TEST(watermarks_high_then_low_before_either_ran)
                                                 .on_write_high = quick_high,
                                                 .on_write_low = count_low,
                                                 .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64], buf[300];
     size_t got = 0;
@@ -393,7 +367,7 @@ START_TEST(watermarks_high_then_low_before_either_ran)
     ck_assert_int_eq(GET(c.lows), 1);
     ck_assert_int_eq(c.timeout_kind, 1); /* high first */
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -417,7 +391,7 @@ static void limit_on_connect(pants_stream_t *s)
 START_TEST(write_limit_refuses_whole_writes)
 {
     static const pants_stream_callbacks_t cb = {.on_connect = limit_on_connect, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64], buf[2000];
     long total = 0;
@@ -436,7 +410,7 @@ START_TEST(write_limit_refuses_whole_writes)
     ck_assert_int_eq(c.rc[2], 1);
     ck_assert_int_eq(c.rc[3], 0);
     ck_assert_int_eq(total, 1000);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -458,7 +432,7 @@ START_TEST(broadcast_drops_only_the_one_over_its_limit)
 {
     static const pants_server_callbacks_t scb = {.on_accept = limited_accept};
     static const pants_stream_callbacks_t cb = {.on_error = on_error, .on_close = on_close};
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx c = {0};
     pants_server_t *srv = pants_server_new(e, &scb, &cb, &c);
     static char msg[100000];
@@ -490,7 +464,7 @@ START_TEST(broadcast_drops_only_the_one_over_its_limit)
     ck_assert_int_eq(GET(c.closed), 1);
     for (int i = 0; i < 3; i++)
         close(fd[i]);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -502,7 +476,7 @@ static void note_timeout(pants_stream_t *s, int kind)
     int n = INC(c->timeouts);
 
     if (n <= 8)
-        c->timeout_ms[n - 1] = now_ms() - c->start_ms;
+        c->timeout_ms[n - 1] = pt_now_ms() - c->start_ms;
     SET(c->timeout_kind, kind);
     if (!GET(c->keep_open))
         pants_stream_close(s);
@@ -513,13 +487,13 @@ START_TEST(idle_closes_a_silent_peer)
 {
     static const pants_stream_callbacks_t cb = {.on_close = on_close};
     pants_stream_options_t o = {.idle_timeout_ms = 300};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64];
     int fd;
 
     serve(e, &cb, &o, &c, addr, sizeof(addr));
-    c.start_ms = now_ms();
+    c.start_ms = pt_now_ms();
     fd = peer_connect(addr, 0);
     ck_assert_int_ge(fd, 0);
     ck_assert(sees_end(fd, 5000));
@@ -527,7 +501,7 @@ START_TEST(idle_closes_a_silent_peer)
     ck_assert_int_ge(GET(c.closed_ms), 300);
     ck_assert_int_lt(GET(c.closed_ms), 3000);
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -536,20 +510,20 @@ START_TEST(idle_restarted_by_activity)
 {
     static const pants_stream_callbacks_t cb = {.on_read = echo_on_read, .on_close = on_close};
     pants_stream_options_t o = {.idle_timeout_ms = 300};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64], byte = 'x';
     int64_t last = 0;
     int fd;
 
     serve(e, &cb, &o, &c, addr, sizeof(addr));
-    c.start_ms = now_ms();
+    c.start_ms = pt_now_ms();
     fd = peer_connect(addr, 0);
     ck_assert_int_ge(fd, 0);
     for (int i = 0; i < 10; i++) {
         ck_assert_int_eq(send(fd, &byte, 1, 0), 1);
         ck_assert_int_eq(recv(fd, &byte, 1, 0), 1);
-        last = now_ms() - c.start_ms;
+        last = pt_now_ms() - c.start_ms;
         pt_sleep_ms(100);
     }
     ck_assert_int_eq(GET(c.closed), 0);
@@ -557,7 +531,7 @@ START_TEST(idle_restarted_by_activity)
     ck_assert(pt_wait(&c.closed, WAIT_MS));
     ck_assert_int_ge(GET(c.closed_ms), last + 300);
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -566,13 +540,13 @@ START_TEST(timeout_starts_over_when_left_open)
 {
     static const pants_stream_callbacks_t cb = {.on_timeout = note_timeout, .on_close = on_close};
     pants_stream_options_t o = {.idle_timeout_ms = 200};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {.keep_open = 1};
     char addr[64];
     int fd;
 
     serve(e, &cb, &o, &c, addr, sizeof(addr));
-    c.start_ms = now_ms();
+    c.start_ms = pt_now_ms();
     fd = peer_connect(addr, 0);
     ck_assert_int_ge(fd, 0);
     ck_assert(pt_wait_count(&c.timeouts, 3, WAIT_MS));
@@ -585,7 +559,7 @@ START_TEST(timeout_starts_over_when_left_open)
                       "timeout %d came %lld ms after the one before", i,
                       (long long)(c.timeout_ms[i] - c.timeout_ms[i - 1]));
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -604,20 +578,20 @@ START_TEST(write_timeout_catches_a_non_reader)
     static const pants_stream_callbacks_t cb = {
         .on_connect = flood_on_connect, .on_timeout = note_timeout, .on_close = on_close};
     pants_stream_options_t o = {.write_timeout_ms = 300};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64];
     int fd;
 
     serve(e, &cb, &o, &c, addr, sizeof(addr));
-    c.start_ms = now_ms();
+    c.start_ms = pt_now_ms();
     fd = peer_connect(addr, 4096);
     ck_assert_int_ge(fd, 0);
     ck_assert(pt_wait(&c.closed, WAIT_MS));
     ck_assert_int_eq(GET(c.timeout_kind), PANTS_TIMEOUT_WRITE);
     ck_assert_int_ge(c.timeout_ms[0], 300);
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -633,21 +607,21 @@ START_TEST(frame_catches_a_trickler_read_does_not)
     static const pants_stream_callbacks_t cb = {
         .on_connect = lines_on_accept_cb, .on_timeout = note_timeout, .on_close = on_close};
     pants_stream_options_t o = {.read_timeout_ms = 300, .frame_timeout_ms = 700};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64], byte = 'x';
     int64_t first = -1;
     int fd;
 
     serve(e, &cb, &o, &c, addr, sizeof(addr));
-    c.start_ms = now_ms();
+    c.start_ms = pt_now_ms();
     fd = peer_connect(addr, 0);
     ck_assert_int_ge(fd, 0);
     for (int i = 0; i < 30 && GET(c.closed) == 0; i++) {
         if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1)
             break;
         if (first < 0)
-            first = now_ms() - c.start_ms;
+            first = pt_now_ms() - c.start_ms;
         pt_sleep_ms(100);
     }
     ck_assert(pt_wait(&c.closed, WAIT_MS));
@@ -656,7 +630,7 @@ START_TEST(frame_catches_a_trickler_read_does_not)
     ck_assert_int_ge(c.timeout_ms[0], first + 700);
     ck_assert_int_lt(c.timeout_ms[0], first + 2500);
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -671,7 +645,7 @@ START_TEST(read_timeout_waits_while_paused)
     static const pants_stream_callbacks_t cb = {
         .on_connect = pause_on_connect, .on_timeout = note_timeout, .on_close = on_close};
     pants_stream_options_t o = {.read_timeout_ms = 200};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64];
     int fd;
@@ -683,7 +657,7 @@ START_TEST(read_timeout_waits_while_paused)
     ck_assert_int_eq(GET(c.timeouts), 0);
     ck_assert_int_eq(GET(c.closed), 0);
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -704,7 +678,7 @@ START_TEST(many_timed_streams_are_cheap)
     setrlimit(RLIMIT_NOFILE, &rl);
     n = rl.rlim_cur > 20200 ? 10000 : (int)(rl.rlim_cur - 200) / 2;
     fds = malloc(sizeof(int) * (size_t)n);
-    e = engine_up(1);
+    e = pt_engine_up(1);
     serve(e, &cb, &o, &c, addr, sizeof(addr));
     for (int i = 0; i < n; i++) {
         fds[i] = peer_connect(addr, 0);
@@ -721,7 +695,7 @@ START_TEST(many_timed_streams_are_cheap)
         close(fds[i]);
     ck_assert(pt_wait_count(&c.closed, n, 30000));
     free(fds);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -730,7 +704,7 @@ END_TEST
 START_TEST(max_connections_holds_the_backlog)
 {
     static const pants_stream_callbacks_t cb = {.on_close = on_close};
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx c = {0};
     pants_server_t *srv;
     char addr[64];
@@ -754,7 +728,7 @@ START_TEST(max_connections_holds_the_backlog)
     ck_assert(pt_wait_count(&c.accepted, 5, WAIT_MS));
     for (int i = 1; i < 5; i++)
         close(fd[i]);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -764,7 +738,7 @@ START_TEST(server_options_and_on_accept_override)
 {
     static const pants_stream_callbacks_t cb = {.on_close = on_close};
     pants_stream_options_t o = {.idle_timeout_ms = 200};
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx c = {.odd_idle_off = 1};
     char addr[64];
     int fd[4];
@@ -784,13 +758,13 @@ START_TEST(server_options_and_on_accept_override)
     ck_assert(!sees_end(fd[3], 100));
     for (int i = 0; i < 4; i++)
         close(fd[i]);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(bad_settings_are_refused)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     pants_server_t *srv = pants_server_new(e, NULL, NULL, NULL);
     pants_stream_options_t bad = {.write_low = 100, .write_high = 100};
     pants_stream_options_t far = {.idle_timeout_ms = UINT64_MAX};
@@ -803,7 +777,7 @@ START_TEST(bad_settings_are_refused)
     ck_assert_int_eq(pants_stream_set_timeout(NULL, PANTS_TIMEOUT_IDLE, 1), -EINVAL);
     ck_assert_int_eq(pants_stream_set_write_watermarks(NULL, 1, 2), -EINVAL);
     ck_assert(!pants_stream_is_writable(NULL));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 

@@ -52,14 +52,6 @@ static pants_engine_t *engine_up(const char *dns_server, unsigned threads)
 }
 
 /* Stop, join, free; nothing of pants may be left. */
-static void engine_down(pants_engine_t *e)
-{
-    pants_engine_stop(e);
-    ck_assert_int_eq(pants_engine_join(e), 0);
-    pants_engine_free(e);
-    ck_assert_int_eq(pants_live_objects(), 0);
-}
-
 static pants_loop_t *loop0(pants_engine_t *e)
 {
     return pants_engine_loop(e, 0);
@@ -166,7 +158,7 @@ START_TEST(test_stream_connect_from_cache)
     connect_once(loop0(e), name);
     ck_assert_int_eq(GET(dns.queries_a), 3);
     ck_assert_int_gt(GET(dns.queries), queries);
-    engine_down(e);
+    pt_engine_down(e);
     pt_dns_stop(&dns);
 }
 END_TEST
@@ -292,7 +284,7 @@ START_TEST(test_datagram_writes_from_cache)
     connect_once(loop0(e), name); /* a stream, another port */
     ck_assert_int_eq(GET(dns.queries), queries);
     ck_assert_int_eq(GET(g1->errors) + GET(g2->errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
     ck_assert_int_eq(GET(g1->closes) + GET(g2->closes), 2);
     pt_dns_stop(&dns);
     close(fd);
@@ -434,7 +426,7 @@ START_TEST(test_cached_lookup_comes_from_the_loop)
     ck_assert_int_eq(cached(&c, loop0(e), "other.test", 53, 4), -ENOENT);
     resolve(&lk, loop0(e), "unit.test", 80, true); /* cancelled: no callback */
     ck_assert_int_eq(GET(dns.queries), queries);
-    engine_down(e);
+    pt_engine_down(e);
     pt_dns_stop(&dns);
 }
 END_TEST
@@ -465,7 +457,7 @@ START_TEST(test_failures_and_ttl0_not_cached)
     queries = GET(dns.queries_a);
     resolve(&lk, loop0(e), "zero.test", 80, false);
     ck_assert_int_eq(GET(dns.queries_a), queries + 1);
-    engine_down(e);
+    pt_engine_down(e);
     pt_dns_stop(&dns);
 }
 END_TEST
@@ -485,7 +477,7 @@ START_TEST(test_local_answers_cached)
     ck_assert_int_eq(cached(&c, loop0(e), "pants-test.localhost", 8, PANTS__RESOLVE_MAX_ADDRS), 0);
     ck_assert_uint_eq(c.n, lk.n);
     assert_addr(&c.addrs[0], "127.0.0.1:8");
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -542,7 +534,7 @@ START_TEST(test_cache_is_bounded)
     ck_assert_int_eq(
         count_cached(loop0(e), 0, MAX - 1 + MORE) + (cached(&c, loop0(e), "first.test", 1, 4) == 0), MAX);
     ck_assert_int_eq(count_cached(loop0(e), MAX - 1, MAX - 1 + MORE), MORE); /* the newest stay */
-    engine_down(e);
+    pt_engine_down(e);
     pt_dns_stop(&dns);
 }
 END_TEST

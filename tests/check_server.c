@@ -36,25 +36,7 @@ Suite *server_suite(void);
 
 /* ---- Engine and plain-socket helpers ----------------------------------- */
 
-static pants_engine_t *engine_up(unsigned threads)
-{
-    pants_engine_options_t o = {.threads = threads};
-    pants_engine_t *e = pants_engine_new(&o);
-
-    ck_assert_ptr_nonnull(e);
-    ck_assert_int_eq(pants_engine_start(e), 0);
-    return e;
-}
-
 /* Stop, join, free; nothing of pants may be left. */
-static void engine_down(pants_engine_t *e)
-{
-    pants_engine_stop(e);
-    ck_assert_int_eq(pants_engine_join(e), 0);
-    pants_engine_free(e);
-    ck_assert_int_eq(pants_live_objects(), 0);
-}
-
 /* A blocking socket connected to a, 10 s timeouts; -1 if refused. */
 static int plain_connect_addr(const pants_addr_t *a)
 {
@@ -292,7 +274,7 @@ static pants_server_t *rec_server(pants_engine_t *e, struct srv_rec *r, const ch
 
 START_TEST(tcp_port_in_use)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec a = {.echo = true}, b = {0};
     char addr[128];
     int fd;
@@ -309,13 +291,13 @@ START_TEST(tcp_port_in_use)
     plain_send(fd, "still here");
     plain_expect(fd, "still here");
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(unix_path_in_use)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec a = {.echo = true}, b = {0};
     char where[200];
     struct stat st;
@@ -336,13 +318,13 @@ START_TEST(unix_path_in_use)
     plain_expect(fd, "ping");
     close(fd);
     ck_assert_int_eq(GET(a.accepted), 1);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(unix_stale_file_replaced)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {.echo = true};
     pants_addr_t sun;
     char where[200];
@@ -365,14 +347,14 @@ START_TEST(unix_stale_file_replaced)
     plain_send(fd, "fresh");
     plain_expect(fd, "fresh");
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 /* A regular file at the path is not a stale socket: never removed. */
 START_TEST(unix_path_regular_file_kept)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct srv_rec r = {0};
     pants_server_t *srv = pants_server_new(e, &srv_cb, &conn_cb, &r);
     char where[200];
@@ -389,13 +371,13 @@ START_TEST(unix_path_regular_file_kept)
     ck_assert(S_ISREG(st.st_mode));
     ck_assert_int_eq(st.st_size, 7);
     pants_server_close(srv);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(unix_file_removed_on_close)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {0};
     char where[200], addr[200];
     struct stat st;
@@ -409,13 +391,13 @@ START_TEST(unix_file_removed_on_close)
     ck_assert(pt_wait(&r.closed, WAIT_MS));
     ck_assert_int_eq(stat(where + 5, &st), -1);
     ck_assert_int_eq(errno, ENOENT);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(unix_abstract)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {.echo = true};
     char where[64], addr[128];
     int fd;
@@ -429,14 +411,14 @@ START_TEST(unix_abstract)
     plain_expect(fd, "abstract");
     ck_assert_int_eq(r.conns[0].family, AF_UNIX);
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 /* "localhost", the one name listening knows, is the IPv4 loopback. */
 START_TEST(listen_on_localhost)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct srv_rec r = {.echo = true};
     pants_server_t *srv = pants_server_new(e, &srv_cb, &conn_cb, &r);
     char addr[128];
@@ -452,13 +434,13 @@ START_TEST(listen_on_localhost)
     plain_expect(fd, "lo");
     ck_assert_int_eq(r.conns[0].family, AF_INET);
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(listen_errors)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct srv_rec r = {0};
     pants_server_t *srv = pants_server_new(e, &srv_cb, &conn_cb, &r);
     char long_path[300];
@@ -488,7 +470,7 @@ START_TEST(listen_errors)
     ck_assert(pt_wait(&r.closed, WAIT_MS));
     ck_assert_int_eq(GET(r.listened), 1);
     ck_assert_int_eq(GET(r.closed), 1);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -496,7 +478,7 @@ END_TEST
 
 START_TEST(dual_stack_any)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {.echo = true};
     char addr[128], v4[64], v6[64];
     const char *port;
@@ -519,7 +501,7 @@ START_TEST(dual_stack_any)
     close(fd4);
     close(fd6);
     ck_assert(pt_wait_count(&r.conn_closed, 2, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -542,7 +524,7 @@ START_TEST(on_listen_runs_on_acceptor)
     pt_sleep_ms(20);
     ck_assert_int_eq(GET(before.listened), 1);
     ck_assert_int_eq(GET(after.listened), 1);
-    engine_down(e);
+    pt_engine_down(e);
     ck_assert_int_eq(GET(before.closed), 1); /* stop closed them */
     ck_assert_int_eq(GET(after.closed), 1);
 }
@@ -552,7 +534,7 @@ END_TEST
 
 START_TEST(accept_then_connect_on_conn_loop)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {.echo = true};
     char addr[128];
     int fd;
@@ -572,7 +554,7 @@ START_TEST(accept_then_connect_on_conn_loop)
     ck_assert_int_lt(r.conns[0].accepted_seq, r.conns[0].connected_seq);
     ck_assert_int_lt(r.conns[0].connected_seq, r.conns[0].closed_seq);
     ck_assert_int_eq(GET(r.conns[0].reads), 1);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -619,7 +601,7 @@ static void own_on_accept(pants_server_t *srv, pants_stream_t *conn)
 
 START_TEST(accept_sets_callbacks)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     pants_server_callbacks_t scb = {.on_accept = own_on_accept};
     struct own o = {0};
     pants_server_t *srv = pants_server_new(e, &scb, &conn_cb, &o); /* conn_cb replaced in on_accept */
@@ -637,13 +619,13 @@ START_TEST(accept_sets_callbacks)
     ck_assert_int_eq(GET(o.connect_ok), 1);
     ck_assert_int_eq(GET(o.lines), 2);
     ck_assert_str_eq(o.last, "two");
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(close_in_on_accept)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {.close_in_accept = true};
     char addr[128];
     int fd;
@@ -657,7 +639,7 @@ START_TEST(close_in_on_accept)
     ck_assert_int_eq(GET(r.accepted), 1);
     ck_assert_int_eq(GET(r.connected), 0); /* closed in on_accept: no on_connect */
     ck_assert(wait_connections(r.srv, 0));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -666,7 +648,7 @@ END_TEST
 
 START_TEST(round_robin_over_loops)
 {
-    pants_engine_t *e = engine_up(RR_LOOPS);
+    pants_engine_t *e = pt_engine_up(RR_LOOPS);
     struct srv_rec r = {0};
     int per_loop[RR_LOOPS] = {0}, fds[RR_CONNS];
     char addr[128];
@@ -687,7 +669,7 @@ START_TEST(round_robin_over_loops)
     for (int i = 0; i < RR_CONNS; i++)
         close(fds[i]);
     ck_assert(pt_wait_count(&r.conn_closed, RR_CONNS, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -720,13 +702,13 @@ START_TEST(round_robin_beside_next_loop)
         per_loop[r.conns[i].loop_index]++;
     for (int l = 0; l < RR_LOOPS; l++)
         ck_assert_msg(per_loop[l] == RR_CONNS / RR_LOOPS, "loop %d got %d connections", l, per_loop[l]);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(one_thread_per_stream)
 {
-    pants_engine_t *e = engine_up(RR_LOOPS);
+    pants_engine_t *e = pt_engine_up(RR_LOOPS);
     struct srv_rec r = {.echo = true};
     int fds[RR_CONNS];
     char addr[128], msg[32];
@@ -759,13 +741,13 @@ START_TEST(one_thread_per_stream)
             if (c->loop_index != r.conns[j].loop_index)
                 ck_assert(!pthread_equal(c->thread, r.conns[j].thread)); /* one thread per loop */
     }
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(connection_count)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {0};
     char addr[128];
     int fds[3];
@@ -788,7 +770,7 @@ START_TEST(connection_count)
     pt_sleep_ms(20);
     ck_assert_uint_eq(pants_server_connections(r.srv), 0);
     ck_assert_uint_eq(pants_server_connections(NULL), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -806,7 +788,7 @@ static long process_cpu_ms(void)
  * descriptors are back. */
 START_TEST(accept_emfile_keeps_listening)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {.echo = true};
     struct rlimit old, low;
     pants_addr_t a;
@@ -845,7 +827,7 @@ START_TEST(accept_emfile_keeps_listening)
         plain_expect(fds[i], "back");
         close(fds[i]);
     }
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -863,7 +845,7 @@ static void *broadcast_thread(void *arg)
  * each; every client still gets every byte, in order with small ones. */
 START_TEST(broadcast_large_shared)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {0};
     const size_t big = 300 * 1000;
     unsigned char *msg = malloc(big), *got = malloc(big);
@@ -896,13 +878,13 @@ START_TEST(broadcast_large_shared)
     ck_assert(pt_wait_count(&r.conn_closed, 4, WAIT_MS));
     free(msg);
     free(got);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(broadcast_from_foreign_thread)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {0};
     char addr[128], unix_where[200];
     struct srv_rec u = {0};
@@ -944,7 +926,7 @@ START_TEST(broadcast_from_foreign_thread)
     }
     pants_server_close(usrv);
     ck_assert(pt_wait(&u.closed, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -952,7 +934,7 @@ END_TEST
 
 START_TEST(close_closes_connections_first)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {0};
     char addr[128];
     int fds[3], fd;
@@ -976,13 +958,13 @@ START_TEST(close_closes_connections_first)
     ck_assert_int_eq(fd, -1);
     pt_sleep_ms(20);
     ck_assert_int_eq(GET(r.closed), 1);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(close_before_listen)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct srv_rec r = {0};
 
     r.srv = pants_server_new(e, &srv_cb, &conn_cb, &r);
@@ -990,13 +972,13 @@ START_TEST(close_before_listen)
     pants_server_close(r.srv);
     ck_assert(pt_wait(&r.closed, WAIT_MS));
     ck_assert_int_eq(GET(r.listened), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(close_right_after_listen)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct srv_rec r = {0};
     char addr[128];
 
@@ -1009,13 +991,13 @@ START_TEST(close_right_after_listen)
     ck_assert_int_le(GET(r.listened), 1);
     if (GET(r.listened))
         ck_assert_int_lt(r.listen_seq, r.closed_seq);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(stop_closes_servers_and_connections)
 {
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct srv_rec r = {0};
     char addr[128];
     int fds[2];

@@ -57,14 +57,6 @@ static pants_engine_t *engine_up2(void)
 }
 
 /* Stop, join, free; nothing of pants may be left. */
-static void engine_down(pants_engine_t *e)
-{
-    pants_engine_stop(e);
-    ck_assert_int_eq(pants_engine_join(e), 0);
-    pants_engine_free(e);
-    ck_assert_int_eq(pants_live_objects(), 0);
-}
-
 enum family { F_INET, F_INET6, F_UNIX, F_COUNT };
 
 static const char *const family_name[F_COUNT] = {"tcp4", "tcp6", "unix"};
@@ -339,7 +331,7 @@ START_TEST(echo_pants_one)
     pt_on_loop(pants_engine_loop(e, 0), ec_start, &c);
     ck_assert_msg(pt_wait(&c.closed, WAIT_MS), "%s: no echo", family_name[_i]);
     check_echoed(&c);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -356,7 +348,7 @@ START_TEST(echo_pants_sequential)
         ck_assert_msg(pt_wait(&c.closed, WAIT_MS), "%s: client %d got no echo", family_name[_i], i);
         check_echoed(&c);
     }
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -378,7 +370,7 @@ START_TEST(echo_pants_concurrent)
                   family_name[_i], GET(all_closed), CONCURRENT);
     for (int i = 0; i < CONCURRENT; i++)
         check_echoed(&c[i]);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -451,7 +443,7 @@ START_TEST(echo_pants_large)
     ck_assert_uint_eq(x.got, LARGE);
     ck_assert_int_eq(x.bad, 0);
     ck_assert_int_ge(x.writes, 1);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -468,7 +460,7 @@ START_TEST(echo_pants_abstract)
     pt_on_loop(pants_engine_loop(e, 1), ec_start, &c);
     ck_assert(pt_wait(&c.closed, WAIT_MS));
     check_echoed(&c);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -524,7 +516,7 @@ static void run_plain_clients(enum family f, int n, int rounds)
         pthread_join(t[i], NULL);
     for (int i = 0; i < n; i++)
         ck_assert_msg(c[i].ok == rounds, "%s: client %d echoed %d of %d", family_name[f], i, c[i].ok, rounds);
-    engine_down(e);
+    pt_engine_down(e);
 }
 
 START_TEST(echo_plain_one)
@@ -612,7 +604,7 @@ START_TEST(end_delivers_queued)
     ck_assert_int_eq(q.connected_after, 0);
     ck_assert_int_eq(GET(q.done), 1);
     free(got);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -636,7 +628,7 @@ START_TEST(close_drops_queued)
     ck_assert_int_eq(q.connected_after, 0);
     ck_assert_int_eq(GET(q.done), 1);
     free(got);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -707,7 +699,7 @@ START_TEST(on_write_after_drain)
     ck_assert_int_eq(GET(w.received), MIB);
     pt_on_loop(pants_engine_loop(e, 0), close_task, s);
     ck_assert(pt_wait(&w.closed, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -776,7 +768,7 @@ START_TEST(write_before_connect_before_run)
     pt_on_loop(pants_engine_loop(e, 1), close_task, s);
     ck_assert(pt_wait(&f.closed, WAIT_MS));
     ck_assert_int_eq(GET(f.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -817,7 +809,7 @@ START_TEST(write_while_connecting)
     ck_assert_mem_eq(got.buf, "before during", 13);
     pt_on_loop(pants_engine_loop(e, 0), close_task, w.s);
     ck_assert(pt_wait(&w.f.closed, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -898,7 +890,7 @@ START_TEST(write_file_spans)
     ck_assert_msg(is_pattern(got + 4, t.fc->want_off, t.fc->want_len), "file bytes differ (case %d)", _i);
     ck_assert_mem_eq(got + 4 + t.fc->want_len, "TAIL", 4);
     free(got);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -938,7 +930,7 @@ START_TEST(write_file_errors)
     ck_assert(pt_wait(&f.closed, WAIT_MS));
     ck_assert_int_eq(GET(f.closed), 1);
     ck_assert_int_eq(GET(f.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -990,7 +982,7 @@ START_TEST(write_file_dropped_frees_fd)
     ck_assert_uint_eq(f.pending, FILE_SIZE);
     ck_assert_int_eq(count_fds(), before);
     unlink(path);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1069,7 +1061,7 @@ static void run_stop_inside_on_read(bool end_instead, const char *want_reply)
     ck_assert_int_eq(r.rc_after, -EPIPE);
     ck_assert_int_eq(n, (long)strlen(want_reply));
     ck_assert_mem_eq(got, want_reply, strlen(want_reply));
-    engine_down(e);
+    pt_engine_down(e);
 }
 
 START_TEST(close_inside_on_read)
@@ -1151,7 +1143,7 @@ START_TEST(half_close_lines)
     ck_assert_int_eq(GET(h.closes), 1);
     ck_assert_uint_eq(h.flen, 8);
     ck_assert_mem_eq(h.frames, "one|two|", 8);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1178,7 +1170,7 @@ START_TEST(half_close_big_reply)
     ck_assert(pt_wait(&h.closes, WAIT_MS));
     ck_assert_int_eq(GET(h.reads), 1);
     free(got);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1237,7 +1229,7 @@ START_TEST(peer_reset_is_not_an_error)
     pt_sleep_ms(20);
     ck_assert_int_eq(GET(t.closes), 1);
     ck_assert_int_eq(GET(t.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1374,7 +1366,7 @@ START_TEST(connect_refused_then_retry)
     ck_assert_int_eq(GET(t.closes), 1);
     ck_assert_int_eq(GET(t.saw_in_call), 0);
     close(holder);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1394,7 +1386,7 @@ START_TEST(connect_refused_without_handler_closes)
     ck_assert_int_eq(GET(t.errors), 0);
     ck_assert_int_eq(GET(t.closes), 1);
     close(holder);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1437,7 +1429,7 @@ START_TEST(connect_unix_missing)
                   GET(t.first_err));
     ck_assert_int_eq(GET(t.errors), 0);
     ck_assert_int_eq(GET(t.saw_in_call), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1456,7 +1448,7 @@ START_TEST(connect_malformed)
     ck_assert_int_eq(GET(m.t.connect_errs), 0); /* no callback for -EINVAL */
     ck_assert_int_eq(GET(m.t.connects), 1);
     ck_assert_int_eq(GET(m.t.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1483,7 +1475,7 @@ START_TEST(connect_state_errors)
     ck_assert(pt_wait(&f.closed, WAIT_MS));
     ck_assert_int_eq(GET(f.closed), 1);
     ck_assert_int_eq(GET(f.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1498,7 +1490,7 @@ START_TEST(connect_invalid_name)
     ck_assert_int_eq(GET(t.first_err), PANTS_EAI_NONAME);
     ck_assert_int_eq(GET(t.errors), 0);
     ck_assert_int_eq(GET(t.saw_in_call), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1538,7 +1530,7 @@ START_TEST(connect_dns_timeout)
     /* The question did go to our silent server (and nowhere else). */
     ck_assert_int_gt(recv(udp, query, sizeof(query), MSG_DONTWAIT), 12);
     close(udp);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1566,7 +1558,7 @@ START_TEST(connect_by_dns_name)
                       pants_strerror(GET(t.first_err)));
     }
     ck_assert_int_ge(__atomic_load_n(&dns.queries_a, __ATOMIC_SEQ_CST), 1);
-    engine_down(e);
+    pt_engine_down(e);
     pt_dns_stop(&dns);
 }
 END_TEST
@@ -1584,7 +1576,7 @@ START_TEST(connect_without_name_server)
     ck_assert(pt_wait(&t.closes, WAIT_MS));
     ck_assert_int_eq(GET(t.first_err), PANTS_EAI_FAIL);
     ck_assert_msg(t.err_at_ms - start < 2000, "took %lld ms", t.err_at_ms - start);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1604,7 +1596,7 @@ START_TEST(connect_dot_localhost)
     ck_assert_int_eq(GET(t.connects), 1);
     ck_assert_int_eq(recv(udp, query, sizeof(query), MSG_DONTWAIT), -1);
     close(udp);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1642,7 +1634,7 @@ START_TEST(connect_close_while_resolving)
     ck_assert_int_eq(GET(t.connect_errs), 0);
     ck_assert_int_eq(GET(t.closes), 1);
     close(udp);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1713,7 +1705,7 @@ START_TEST(connect_localhost)
     ck_assert(pt_wait(&c.closed, WAIT_MS));
     check_echoed(&c);
     close(udp);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1772,7 +1764,7 @@ START_TEST(end_while_connecting_delivers)
     ck_assert_mem_eq(got.buf, "queued", 6);
     ck_assert_int_eq(GET(x.t.connect_errs), 0);
     ck_assert_int_eq(GET(x.t.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1797,7 +1789,7 @@ START_TEST(end_while_connecting_fails)
     ck_assert_int_eq(GET(x.t.errors), 0);
     if (holder >= 0)
         close(holder);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1857,7 +1849,7 @@ START_TEST(stream_addresses)
     ck_assert_int_eq(t.connected, 1);
     ck_assert_int_eq(pants_addr_format(&t.remote, remote, sizeof(remote)), 0);
     ck_assert_str_eq(remote, addr);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1908,7 +1900,7 @@ START_TEST(post_runs_on_loop)
     ck_assert_int_eq(p.write_rc, 0);
     check_echoed(&p.c);
     ck_assert_int_eq(pants_stream_post(NULL, ping_fn, &p), -EINVAL);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1939,7 +1931,7 @@ START_TEST(post_after_close_dropped)
     ck_assert_int_eq(GET(f.closed), 1);
     ck_assert_int_eq(pants_live_objects(), 2); /* the engine and s */
     pants_stream_unref(s);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1987,7 +1979,7 @@ START_TEST(ref_keeps_memory_after_close)
     ck_assert_uint_eq(r.pending, 0);
     ck_assert_int_eq(pants_live_objects(), 3); /* engine, server, r.s */
     pants_stream_unref(r.s);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2021,7 +2013,7 @@ START_TEST(wrong_thread_is_eperm)
     pants_stream_close(s);              /* handed to the loop, not lost */
     ck_assert(pt_wait(&f.closed, WAIT_MS));
     ck_assert_int_eq(GET(f.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2204,7 +2196,7 @@ START_TEST(stream_fd_for_options)
     }
     ck_assert_int_eq(pants_stream_fd(NULL), -1);
     pants_loop_post(pants_stream_loop(c.s), close_task, c.s);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2296,7 +2288,7 @@ START_TEST(connect_timeout_silent_peer)
     for (int i = 0; i < nfills; i++)
         close(fills[i]);
     close(holder);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2320,7 +2312,7 @@ START_TEST(connect_timeout_while_resolving)
                   t.err_at_ms - start);
     ck_assert_int_eq(GET(t.connect_errs), 1);
     close(udp);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2354,7 +2346,7 @@ START_TEST(connect_timeout_not_reached)
     pants_loop_post(pants_stream_loop(s), close_task, s);
     ck_assert(pt_wait(&t.closes, WAIT_MS));
     ck_assert_int_eq(pants_stream_set_connect_timeout(NULL, 10), -EINVAL);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2458,7 +2450,7 @@ START_TEST(pause_then_resume)
     ck_assert_int_eq(t.rc_closed[0], -EPIPE);
     ck_assert_int_eq(t.rc_closed[1], -EPIPE);
     ck_assert_int_eq(GET(t.errors), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2483,7 +2475,7 @@ START_TEST(pause_inside_on_read)
     ck_assert_str_eq(t.got, "1|2|3|");
     close(fd);
     ck_assert(pt_wait(&t.closes, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2526,7 +2518,7 @@ START_TEST(pause_pushes_back)
     ck_assert_uint_eq(__atomic_load_n(&t.total, __ATOMIC_SEQ_CST), sent - sent / sizeof(chunk));
     close(fd);
     ck_assert(pt_wait(&t.closes, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -2563,7 +2555,7 @@ START_TEST(pause_and_peer_close)
     ck_assert_int_eq(GET(t.errors), 0);
     if (fd >= 0)
         close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 

@@ -142,24 +142,6 @@ struct ctx {
     struct ssl_ctx_st *tls;   /* STARTTLS: the context to switch to */
 };
 
-static pants_engine_t *engine_up(unsigned threads)
-{
-    pants_engine_options_t o = {.threads = threads};
-    pants_engine_t *e = pants_engine_new(&o);
-
-    ck_assert_ptr_nonnull(e);
-    ck_assert_int_eq(pants_engine_start(e), 0);
-    return e;
-}
-
-static void engine_down(pants_engine_t *e)
-{
-    pants_engine_stop(e);
-    ck_assert_int_eq(pants_engine_join(e), 0);
-    pants_engine_free(e);
-    ck_assert_int_eq(pants_live_objects(), 0);
-}
-
 static struct ctx *ctx_of(pants_stream_t *s)
 {
     pants_server_t *srv = pants_stream_server(s);
@@ -437,7 +419,7 @@ START_TEST(echo_every_delimiter_bytewise)
         "0123456789|abcdefghij|\nKLMNOPQRS|T\r\nuvwxyz0|",
         "0123456789abcdefghij|KLMNOPQRST|uvwxyz0123|",
     };
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
     struct client_spec cs = {.c = &cc, .cb = &ccb, .o = {.ca_file = ca}, .name = "localhost", .addr = addr};
@@ -467,7 +449,7 @@ START_TEST(echo_every_delimiter_bytewise)
         ck_assert_msg(GET(cc.got) == strlen(want[_i]) && memcmp(cc.buf, want[_i], cc.got) == 0,
                       "%s: got %zu bytes \"%.*s\"", delim_names[_i], cc.got, (int)cc.got, cc.buf);
     }
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -489,7 +471,7 @@ static void bulk_on_connect(pants_stream_t *s)
 START_TEST(bulk_then_end_sends_close_notify)
 {
     static const pants_stream_callbacks_t cb = {.on_connect = bulk_on_connect, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     struct peer p;
     unsigned char *got = malloc(BULK + 16);
@@ -508,7 +490,7 @@ START_TEST(bulk_then_end_sends_close_notify)
     ck_assert(pt_wait(&c.closed, WAIT_MS));
     peer_close(&p);
     free(got);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -529,7 +511,7 @@ START_TEST(write_file_over_tls)
 {
     static const pants_stream_callbacks_t cb = {.on_connect = file_on_connect, .on_close = on_close};
     const size_t len = 300000;
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     unsigned char *buf = malloc(len), *got = malloc(len + 64);
     struct peer p;
@@ -555,7 +537,7 @@ START_TEST(write_file_over_tls)
     peer_close(&p);
     free(buf);
     free(got);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -567,7 +549,7 @@ static const pants_stream_callbacks_t plain_client_cb = {
 /* _i: 0 a wrong name, 1 an unknown CA. */
 START_TEST(verification_failures)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
     struct client_spec cs = {.c = &cc,
@@ -582,13 +564,13 @@ START_TEST(verification_failures)
     ck_assert_int_eq(GET(cc.connect_error), PANTS_ETLS);
     ck_assert_int_eq(GET(cc.connected), 0);
     ck_assert_msg(strstr(cc.reason, "verify") != NULL, "reason: %s", cc.reason);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
 START_TEST(insecure_accepts_any_server)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
     struct client_spec cs = {
@@ -598,7 +580,7 @@ START_TEST(insecure_accepts_any_server)
     client(e, &cs);
     ck_assert(pt_wait(&cc.connected, WAIT_MS));
     ck_assert_int_eq(GET(cc.connect_error), 0);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -611,7 +593,7 @@ START_TEST(client_certificates)
                                                  .on_connect_error = on_connect_error,
                                                  .on_close = on_close,
                                                  .on_read = collect};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
     struct client_spec cs = {.c = &cc, .cb = &ccb, .name = "localhost", .addr = addr};
@@ -632,7 +614,7 @@ START_TEST(client_certificates)
         ck_assert_int_eq(GET(sc.connected), 0);
         ck_assert(pt_wait(&cc.closed, WAIT_MS)); /* the client hears the alert, one way or another */
     }
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -642,7 +624,7 @@ START_TEST(plain_text_client_at_tls_server)
 {
     static const pants_stream_callbacks_t cb = {
         .on_connect = on_connect, .on_error = on_error, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64], buf[256];
     int fd;
@@ -660,7 +642,7 @@ START_TEST(plain_text_client_at_tls_server)
     close(fd);
     pt_sleep_ms(50);
     ck_assert_int_eq(GET(c.closed), 1);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -669,7 +651,7 @@ START_TEST(stalled_handshake_is_bounded)
     static const pants_stream_callbacks_t cb = {
         .on_connect = on_connect, .on_error = on_error, .on_close = on_close};
     pants_stream_options_t o = {.frame_timeout_ms = 300};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64];
     int fd;
@@ -681,7 +663,7 @@ START_TEST(stalled_handshake_is_bounded)
     ck_assert_int_eq(GET(c.error), -ETIMEDOUT);
     ck_assert_int_eq(GET(c.connected), 0);
     close(fd);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -690,7 +672,7 @@ END_TEST
 START_TEST(alpn_is_negotiated)
 {
     static const pants_stream_callbacks_t scb = {.on_connect = on_connect};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
     struct client_spec cs = {.c = &cc,
@@ -705,7 +687,7 @@ START_TEST(alpn_is_negotiated)
     ck_assert(pt_wait(&sc.connected, WAIT_MS));
     ck_assert_str_eq(cc.alpn, "http/1.1");
     ck_assert_str_eq(sc.alpn, "http/1.1");
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -724,7 +706,7 @@ START_TEST(session_resumption)
                                                  .on_read = read_then_close,
                                                  .on_close = on_close};
     pants_tls_options_t o = {.ca_file = ca};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx sc = {0}, c1 = {0}, c2 = {0};
     char addr[64];
     struct ssl_ctx_st *ctx = pants_tls_client_ctx(&o);
@@ -740,7 +722,7 @@ START_TEST(session_resumption)
     ck_assert_int_eq(GET(c2.reused), 1);
     ck_assert(pt_wait(&c2.closed, WAIT_MS));
     pants_tls_ctx_free(ctx);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -806,7 +788,7 @@ START_TEST(starttls_both_sides)
                                                  .on_connect_error = on_connect_error,
                                                  .on_close = on_close};
     pants_tls_options_t co = {.ca_file = ca};
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
     pants_server_t *srv = pants_server_new(e, NULL, &scb, &sc);
@@ -827,7 +809,7 @@ START_TEST(starttls_both_sides)
     ck_assert_mem_eq(cc.buf, "hello", 5);
     pants_tls_ctx_free(sc.tls);
     pants_tls_ctx_free(cc.tls);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -875,7 +857,7 @@ START_TEST(proxy_header_then_tls)
                                                  .on_connect_error = on_connect_error,
                                                  .on_close = on_close};
     pants_tls_options_t co = {.ca_file = ca};
-    pants_engine_t *e = engine_up(2);
+    pants_engine_t *e = pt_engine_up(2);
     struct ctx sc = {0}, cc = {0};
     char addr[64];
     pants_server_t *srv = pants_server_new(e, NULL, &scb, &sc);
@@ -899,7 +881,7 @@ START_TEST(proxy_header_then_tls)
     ck_assert_uint_eq(cc.got, 5);
     ck_assert_mem_eq(cc.buf, "hello", 5);
     pants_tls_ctx_free(cc.tls);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -948,7 +930,7 @@ static void *flood_main(void *arg)
 START_TEST(bulk_sender_does_not_starve_others)
 {
     static const pants_stream_callbacks_t cb = {.on_read = sink_or_echo};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     struct flood f = {0};
     struct peer talker;
@@ -973,7 +955,7 @@ START_TEST(bulk_sender_does_not_starve_others)
     pthread_join(th, NULL);
     peer_close(&talker);
     peer_close(&f.p);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -982,7 +964,7 @@ END_TEST
 START_TEST(engine_stop_flushes_tls)
 {
     static const pants_stream_callbacks_t cb = {.on_connect = bulk_on_connect, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     unsigned char *got = malloc(BULK + 16);
     struct peer p;
@@ -1010,7 +992,7 @@ END_TEST
 START_TEST(key_update_is_answered)
 {
     static const pants_stream_callbacks_t cb = {.on_read = echo_on_read, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     struct peer p;
     char addr[64], buf[64];
@@ -1028,7 +1010,7 @@ START_TEST(key_update_is_answered)
     }
     peer_close(&p);
     ck_assert(pt_wait(&c.closed, WAIT_MS));
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1038,7 +1020,7 @@ START_TEST(eof_without_close_notify_is_quiet)
 {
     static const pants_stream_callbacks_t cb = {
         .on_connect = on_connect, .on_error = on_error, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     struct peer p;
     char addr[64];
@@ -1051,7 +1033,7 @@ START_TEST(eof_without_close_notify_is_quiet)
     ck_assert_int_eq(GET(c.errors), 0);
     SSL_free(p.ssl);
     SSL_CTX_free(p.ctx);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1067,7 +1049,7 @@ static void write_16k(pants_stream_t *s)
 START_TEST(write_of_16k_is_one_record)
 {
     static const pants_stream_callbacks_t cb = {.on_connect = write_16k};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     struct peer p;
     char addr[64];
@@ -1079,7 +1061,7 @@ START_TEST(write_of_16k_is_one_record)
     ck_assert_int_eq(SSL_read_ex(p.ssl, buf, sizeof(buf), &n), 1);
     ck_assert_uint_eq(n, 16384);
     peer_close(&p);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1094,7 +1076,7 @@ START_TEST(session_resumption_tls12)
                                                  .on_read = read_then_close,
                                                  .on_close = on_close};
     pants_tls_options_t o = {.ca_file = ca};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx sc = {0}, c1 = {0}, c2 = {0};
     char addr[64];
     struct ssl_ctx_st *sctx = server_ctx(NULL, NULL), *ctx = pants_tls_client_ctx(&o);
@@ -1111,7 +1093,7 @@ START_TEST(session_resumption_tls12)
     ck_assert_int_eq(GET(c2.reused), 1);
     ck_assert(pt_wait(&c2.closed, WAIT_MS));
     pants_tls_ctx_free(ctx);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1120,7 +1102,7 @@ END_TEST
 START_TEST(openssl_s_client_against_pants)
 {
     static const pants_stream_callbacks_t cb = {.on_connect = frame_on_connect, .on_read = echo_on_read};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64], cmd[1024], out[256] = {0};
     FILE *f;
@@ -1136,7 +1118,7 @@ START_TEST(openssl_s_client_against_pants)
     (void)!fread(out, 1, sizeof(out) - 1, f);
     pclose(f);
     ck_assert_msg(strstr(out, "hello-over-tls") != NULL, "s_client got \"%s\"", out);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 
@@ -1165,7 +1147,7 @@ START_TEST(pants_client_against_openssl_s_server)
                                                  .on_read = collect,
                                                  .on_connect_error = on_connect_error,
                                                  .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx cc = {0};
     char cmd[1024], addr[64];
     int port = free_port();
@@ -1196,7 +1178,7 @@ START_TEST(pants_client_against_openssl_s_server)
     ck_assert_msg(GET(cc.got) >= 10 && memcmp(cc.buf, "enil-stnap", 10) == 0, "got %zu bytes: %.*s", cc.got,
                   (int)cc.got, cc.buf);
     pclose(srv);
-    engine_down(e);
+    pt_engine_down(e);
 }
 END_TEST
 

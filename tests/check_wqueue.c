@@ -53,16 +53,6 @@ struct ctx {
     int srv_closed;    /* the server's on_close calls */
 };
 
-static pants_engine_t *engine_up(unsigned threads)
-{
-    pants_engine_options_t o = {.threads = threads};
-    pants_engine_t *e = pants_engine_new(&o);
-
-    ck_assert_ptr_nonnull(e);
-    ck_assert_int_eq(pants_engine_start(e), 0);
-    return e;
-}
-
 static void engine_down(pants_engine_t *e)
 {
     SET(pants__fail_event_add, -1);
@@ -203,7 +193,7 @@ static void file_on_connect(pants_stream_t *s)
 START_TEST(write_file_to_non_reader_costs_no_cpu)
 {
     static const pants_stream_callbacks_t cb = {.on_connect = file_on_connect, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     unsigned char *got = malloc(BIG_FILE + 1);
     char addr[64];
@@ -258,7 +248,7 @@ static void cut_on_connect(pants_stream_t *s)
 START_TEST(write_file_truncated_after_queueing)
 {
     static const pants_stream_callbacks_t cb = {.on_connect = cut_on_connect, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     unsigned char got[SHORT_FILE + 16];
     char addr[64];
@@ -322,7 +312,7 @@ START_TEST(writes_keep_their_order)
     static const pants_stream_callbacks_t cb = {.on_read = mix_on_read, .on_close = on_close};
     const size_t file_len = 70000, req_len = 512;
     const size_t total = 300 + req_len + MIX_BIG + file_len + 3;
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     unsigned char *got = malloc(total + 16), req[512];
     char addr[64], small[8];
@@ -382,7 +372,7 @@ START_TEST(accepted_watch_fails)
     static const pants_server_callbacks_t scb = {.on_accept = count_accept};
     static const pants_stream_callbacks_t cb = {
         .on_connect = count_connect, .on_error = on_error, .on_close = on_close};
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0};
     char addr[64], byte;
     int fd;
@@ -449,7 +439,7 @@ static void client_start(void *arg)
 /* A client whose socket cannot be watched: on_connect_error with the code. */
 START_TEST(connect_watch_fails)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0}, srv_ctx = {0};
     char addr[64];
     struct client_ctx cc = {&c, addr, 1, 0};
@@ -468,7 +458,7 @@ END_TEST
  * nothing was set in motion (no callback but the close that follows). */
 START_TEST(connect_timer_fails)
 {
-    pants_engine_t *e = engine_up(1);
+    pants_engine_t *e = pt_engine_up(1);
     struct ctx c = {0}, srv_ctx = {0};
     char addr[64];
     struct client_ctx cc = {&c, addr, 1, 5000};

@@ -26,6 +26,32 @@ static void remove_tmpdir(void)
         fprintf(stderr, "testutil: could not remove %s\n", tmpdir);
 }
 
+pants_engine_t *pt_engine_up(unsigned threads)
+{
+    pants_engine_options_t o = {.threads = threads};
+    pants_engine_t *e = pants_engine_new(&o);
+
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(pants_engine_start(e), 0);
+    return e;
+}
+
+void pt_engine_down(pants_engine_t *e)
+{
+    pants_engine_stop(e);
+    ck_assert_int_eq(pants_engine_join(e), 0);
+    pants_engine_free(e);
+    ck_assert_int_eq(pants_live_objects(), 0);
+}
+
+int64_t pt_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void pt_sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};

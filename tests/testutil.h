@@ -35,6 +35,15 @@ int pt_lowest_free_fd(void);
 /* Run fn(arg) on loop l and wait until it returned (at most 5 s). */
 void pt_on_loop(pants_loop_t *l, pants_fn_t fn, void *arg);
 
+/* An engine of threads workers, started in the background (asserts). */
+pants_engine_t *pt_engine_up(unsigned threads);
+
+/* Stop, join and free e; then no pants object may be left (asserts). */
+void pt_engine_down(pants_engine_t *e);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t pt_now_ms(void);
+
 /* A name server on 127.0.0.1 for the engine option dns_server: it answers
  * every A query with 127.0.0.1 and a TTL of ttl seconds (300 unless
  * changed), every other query with no records, and names whose first label
