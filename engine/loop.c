@@ -472,21 +472,29 @@ void pants__handle_unref(pants__handle_t *h)
         handle_free(h);
 }
 
-/* Have on_pending run.  Work queued by pending work itself (a stream that
- * used up its reads for this wake-up, say) waits until the loop has polled
- * its sockets once more: libevent runs an event activated from inside its
- * own callback in the same pass, so a stream that always has more would
- * hold the loop and never let another socket, a post or a timer in.  Work
- * that must run before more input is read (urgent) runs at once. */
+/* Have on_pending run (from inside it, on_pending goes on by itself). */
+#define PENDING_ROUNDS 8 /* batches of pending work per pass before the loop polls again */
+
 static void schedule_pending(pants_loop_t *l)
+{
+    if (!l->in_pending)
+        event_active(&l->pending_ev, 0, 0);
+}
+
+/* Work queued by pending work itself (a stream that used up its reads
+ * for this wake-up, say) after PENDING_ROUNDS batches: it waits until the
+ * loop has polled its sockets once more.  libevent would run an event
+ * activated from inside its own callback in the same pass, so a stream
+ * that always has more would hold the loop and never let another socket,
+ * a post or a timer in.  Urgent work (before more input is read) runs at
+ * once. */
+static void schedule_pending_later(pants_loop_t *l)
 {
     static const struct timeval now = {0, 0};
 
-    if (l->in_pending && !l->urgent) {
-        if (l->pending_later || pants__event_add(&l->pending_ev, &now) == 0) {
-            l->pending_later = true;
-            return;
-        }
+    if (!l->urgent && (l->pending_later || pants__event_add(&l->pending_ev, &now) == 0)) {
+        l->pending_later = true;
+        return;
     }
     event_active(&l->pending_ev, 0, 0);
 }
@@ -540,30 +548,34 @@ static void run_pending(pants__handle_t *h)
     }
 }
 
-/* Run the handles queued so far; those queued meanwhile run after the
- * loop's next poll (schedule_pending). */
+/* Run the handles queued so far, then those they queued, for at most
+ * PENDING_ROUNDS batches; what is left runs after the loop's next poll. */
 static void on_pending(evutil_socket_t fd, short what, void *arg)
 {
     pants_loop_t *l = arg;
-    pants__handle_t *h = l->pending_head;
 
     (void)fd;
     (void)what;
-    l->pending_head = NULL;
-    l->pending_tail = &l->pending_head;
-    l->urgent = false;
     if (l->pending_later) {
-        event_del(&l->pending_ev); /* run now, as part of this batch */
+        event_del(&l->pending_ev); /* run now */
         l->pending_later = false;
     }
     l->in_pending = true;
-    while (h != NULL) {
-        pants__handle_t *next = h->pending_next;
-        run_pending(h);
-        pants__handle_unref(h); /* the queue's reference */
-        h = next;
+    for (int round = 0; round < PENDING_ROUNDS && l->pending_head != NULL; round++) {
+        pants__handle_t *h = l->pending_head;
+        l->pending_head = NULL;
+        l->pending_tail = &l->pending_head;
+        l->urgent = false;
+        while (h != NULL) {
+            pants__handle_t *next = h->pending_next;
+            run_pending(h);
+            pants__handle_unref(h); /* the queue's reference */
+            h = next;
+        }
     }
     l->in_pending = false;
+    if (l->pending_head != NULL)
+        schedule_pending_later(l);
 }
 
 /* Loop teardown: forget the queued work and the queue's references. */
