@@ -222,6 +222,21 @@ void pants__server_conn_opened(pants_server_t *srv, pants_stream_t *s)
 
 static void check_finish_task(void *a, void *b, uintptr_t c);
 static void resume_listeners(pants_server_t *srv);
+static bool srv_closing(const pants_server_t *srv);
+
+/* A connection slot is free again (its connection closed, or an accept
+ * that took it got nothing): the last one lets a closing server finish,
+ * one below the cap lets paused listeners accept again. */
+static void release_slot(pants_server_t *srv)
+{
+    size_t left = __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_SEQ_CST);
+
+    if (left == 0 && srv_closing(srv)) /* (closing is set before maybe_finish reads the count) */
+        post_with_ref(srv->engine->acceptor, check_finish_task, srv, NULL, 0);
+    if (__atomic_load_n(&srv->full, __ATOMIC_SEQ_CST) &&
+        left < __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED))
+        resume_listeners(srv);
+}
 
 void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s)
 {
@@ -235,12 +250,7 @@ void pants__server_conn_closed(pants_server_t *srv, pants_stream_t *s)
         if (next)
             *pants__stream_srv_prev(next) = prev;
     }
-    size_t left = __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_ACQ_REL);
-    if (left == 0)
-        post_with_ref(srv->engine->acceptor, check_finish_task, srv, NULL, 0);
-    if (__atomic_load_n(&srv->full, __ATOMIC_SEQ_CST) &&
-        left < __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED))
-        resume_listeners(srv);
+    release_slot(srv);
     server_unref(srv);
 }
 
@@ -318,7 +328,7 @@ typedef struct listener_s {
 
 static bool srv_closing(const pants_server_t *srv)
 {
-    return __atomic_load_n(&srv->closing, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&srv->closing, __ATOMIC_SEQ_CST);
 }
 
 static void report_task(void *a, void *b, uintptr_t c)
@@ -451,14 +461,13 @@ static void adopt_task(void *a, void *b, uintptr_t c)
     pants__stream_adopt(b, a, (int)c);
 }
 
-/* A new connection: the listener's own loop adopts it (reuseport), or the
- * next worker does.  The connection holds a server reference. */
+/* A new connection, its slot taken: the listener's own loop adopts it
+ * (reuseport), or the next worker does.  It holds a server reference. */
 static void hand_off(listener_t *ls, int fd)
 {
     pants_server_t *srv = ls->srv;
     pants_loop_t *l;
 
-    __atomic_add_fetch(&srv->conns, 1, __ATOMIC_SEQ_CST);
     pants__handle_ref(&srv->handle);
     if (srv->reuseport) {
         pants__stream_adopt(ls->handle.loop, srv, fd);
@@ -471,23 +480,35 @@ static void hand_off(listener_t *ls, int fd)
     }
 }
 
-/* At the cap?  Then stop watching the listener: new clients wait in the
- * backlog until a connection closes (resume_listeners).  The flag is set
- * before the count is read, and a close lowers the count before it reads
- * the flag, so one of the two sees the other. */
-static bool at_cap(listener_t *ls)
+/* Take a connection slot before accepting: with reuseport, listeners on
+ * several loops accept at once, so the count is raised first, under the
+ * cap.  false: at the cap, and the listener stops watching its socket --
+ * new clients wait in the backlog -- until a slot is released
+ * (resume_listeners).  The flag is set before the count is read again,
+ * and a release lowers the count before it reads the flag, so one of the
+ * two sees the other. */
+static bool take_slot(listener_t *ls)
 {
     pants_server_t *srv = ls->srv;
     size_t max = __atomic_load_n(&srv->max_conns, __ATOMIC_RELAXED);
+    size_t n = __atomic_load_n(&srv->conns, __ATOMIC_SEQ_CST);
 
-    if (max == 0)
-        return false;
-    __atomic_store_n(&srv->full, true, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&srv->conns, __ATOMIC_SEQ_CST) < max)
-        return false;
+    if (max == 0) {
+        __atomic_add_fetch(&srv->conns, 1, __ATOMIC_SEQ_CST);
+        return true;
+    }
+    for (;;) {
+        while (n < max)
+            if (__atomic_compare_exchange_n(&srv->conns, &n, n + 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+                return true;
+        __atomic_store_n(&srv->full, true, __ATOMIC_SEQ_CST);
+        n = __atomic_load_n(&srv->conns, __ATOMIC_SEQ_CST);
+        if (n >= max)
+            break;
+    }
     event_del(&ls->ev);
     ls->paused = true;
-    return true;
+    return false;
 }
 
 /* A connection closed below the cap, or the cap changed: ls accepts again
@@ -531,7 +552,7 @@ static void on_acceptable(evutil_socket_t lfd, short what, void *arg)
     listener_t *ls = arg;
 
     (void)what;
-    for (int i = 0; i < ACCEPTS_PER_WAKEUP && !srv_closing(ls->srv) && !at_cap(ls); i++) {
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP && !srv_closing(ls->srv) && take_slot(ls); i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             ls->emfile_reported = false;
@@ -540,12 +561,14 @@ static void on_acceptable(evutil_socket_t lfd, short what, void *arg)
                 return; /* on_accept closed the server */
             continue;
         }
-        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+        int err = errno;
+        release_slot(ls->srv);
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO)
             continue;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-            accept_backoff(ls, -errno);
-        else if (errno != EAGAIN)
-            report_error(ls->srv, -errno);
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+            accept_backoff(ls, -err);
+        else if (err != EAGAIN)
+            report_error(ls->srv, -err);
         return;
     }
 }
@@ -871,7 +894,7 @@ static void listener_close_task(void *a, void *b, uintptr_t c)
 static void close_listeners(pants_server_t *srv)
 {
     pthread_mutex_lock(&srv->mu);
-    __atomic_store_n(&srv->closing, true, __ATOMIC_RELEASE);
+    __atomic_store_n(&srv->closing, true, __ATOMIC_SEQ_CST);
     for (unsigned i = 0; i < srv->nls; i++) {
         listener_t *ls = srv->ls[i];
         pants_loop_t *l = ls->handle.loop;
