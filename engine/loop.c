@@ -15,7 +15,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#ifdef HAVE_MALLOC_TRIM
+/* glibc's malloc_trim, unless a sanitizer has replaced malloc: its
+ * allocator leaves glibc's arenas unset, and malloc_trim then crashes. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PANTS__SANITIZED_MALLOC 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PANTS__SANITIZED_MALLOC 1
+#endif
+#if defined(HAVE_MALLOC_TRIM) && !defined(PANTS__SANITIZED_MALLOC)
+#define TRIM_MALLOC 1
 #include <malloc.h>
 #endif
 #include <stdio.h>
@@ -342,7 +353,7 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     l->freed = 0;
-#ifdef HAVE_MALLOC_TRIM
+#ifdef TRIM_MALLOC
     malloc_trim(0);
 #endif
 }

@@ -222,8 +222,8 @@ static int cmd_flushall(kv_ctx_t *c, const resp_arg_t *argv, size_t argc)
     for (unsigned s = 0; s < KV_SHARDS; s++)
         kv_clear(kv_shard(c->store, s));
     unlock_set(c, &all);
-#ifdef __GLIBC__
-    malloc_trim(0); /* give the memory back to the system, as jemalloc would */
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    malloc_trim(0); /* give the memory back to the system, as jemalloc would (not under a sanitizer's malloc) */
 #endif
     resp_add_status(c->out, "OK");
     return 0;
